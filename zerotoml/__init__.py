@@ -1,0 +1,12 @@
+"""zerotoml: machine learning from zero. Models are dataclasses of tensors, behaviour
+is generic functions, math is einsum with checked shapes. Start at notes/README.md."""
+
+from .generic import *  # noqa: F401,F403
+from .generic import __all__ as _generic_all
+from .tree import *  # noqa: F401,F403
+from .tree import __all__ as _tree_all
+from . import shapes  # noqa: F401
+from . import layers  # noqa: F401
+from .layers import *  # noqa: F401,F403
+
+__version__ = "0.1.0"
