@@ -157,7 +157,7 @@ def _flatten(obj):
         value = getattr(obj, name)
         if kind == _BY_VALUE:
             kind = _PARAM if _value_holds_tensors(value) else _STATIC
-        if kind == _STATIC:
+        if kind == _STATIC or value is None:  # an absent tensor (no bias) is structure
             statics.append((name, value))
         else:
             names.append(name)
