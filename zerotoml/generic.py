@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import types
 import typing
 from typing import Any, Callable
@@ -354,7 +355,7 @@ def _stripped_copy(f: Callable, body: Callable, sig: inspect.Signature, hints: d
     return g
 
 
-def method(f: Callable | None = None, *, precedence: int = 0):
+def method(f: Callable | None = None, *, precedence: int = 0, _localns: dict | None = None):
     """Register ``f`` as a method of the generic function of the same name.
 
     Plum sees the signature with jaxtyping types stripped to their array types and
@@ -363,7 +364,11 @@ def method(f: Callable | None = None, *, precedence: int = 0):
     docstring). Returns the generic function, like plum's ``@dispatch``.
     """
     if f is None:
-        return lambda g: method(g, precedence=precedence)
+        def decorate(g: Callable):
+            return method(g, precedence=precedence, _localns=sys._getframe(1).f_locals)
+        return decorate
+    if _localns is None:  # names of the defining scope, for classes defined in a function
+        _localns = sys._getframe(1).f_locals
     name = f.__name__
     if name not in dispatch.functions:
         raise NameError(
@@ -372,7 +377,10 @@ def method(f: Callable | None = None, *, precedence: int = 0):
         )
     fn: Function = dispatch.functions[name]
     sig = inspect.signature(f)
-    hints = typing.get_type_hints(f, include_extras=True)
+    try:
+        hints = typing.get_type_hints(f, localns=_localns, include_extras=True)
+    except NameError as e:
+        raise NameError(f"@method {f.__qualname__}: cannot resolve an annotation: {e}") from None
     body = _checked(f, name, sig, hints) if shapes.CHECKS else f
     g = _stripped_copy(f, body, sig, hints)
     fn.register(g, precedence=precedence)
