@@ -8,5 +8,7 @@ from .tree import __all__ as _tree_all
 from . import shapes  # noqa: F401
 from . import layers  # noqa: F401
 from .layers import *  # noqa: F401,F403
+from .losses import binary_cross_entropy_with_logits, cross_entropy, kl_div, mse_loss, nll_loss  # noqa: F401
+from .classifier import Classifier, accuracy  # noqa: F401
 
 __version__ = "0.1.0"
