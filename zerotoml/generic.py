@@ -31,6 +31,7 @@ import typing
 from typing import Any, Callable
 
 import torch
+from beartype import BeartypeConf
 from beartype.door import is_bearable
 from jaxtyping import jaxtyped
 from plum import Dispatcher, Function
@@ -240,10 +241,13 @@ def _fail(call: str, where: str, hint: Any, value: Any, seen: list[tuple[str, An
     raise ShapeError("\n".join(lines))
 
 
+_CONF = BeartypeConf(is_pep484_tower=True)  # an int is a float, a float is a complex
+
+
 def _check(value: Any, hint: Any) -> bool:
     if is_array_hint(hint):
         return isinstance(value, hint)
-    return is_bearable(value, hint)
+    return is_bearable(value, hint, conf=_CONF)
 
 
 def _consistency(call: str, tensors: list[tuple[str, torch.Tensor]]) -> None:

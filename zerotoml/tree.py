@@ -217,9 +217,26 @@ def named_tensors(obj: Any, prefix: str = "", *, kind: str | None = None) -> Ite
             yield from named_tensors(value, f"{prefix}.{key}" if prefix else str(key), kind=kind)
 
 
+def _param_leaves(obj: Any, out: list) -> list:
+    """`params` without building names: it runs at every training step."""
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+    elif type(obj) in _STRUCTS:
+        for _, kind, value in _children(obj):
+            if kind != _BUFFER:
+                _param_leaves(value, out)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _param_leaves(value, out)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _param_leaves(value, out)
+    return out
+
+
 def params(model: Any) -> list[torch.Tensor]:
     """The trained tensors of ``model``, in a fixed order (field order, depth first)."""
-    return [t for _, t, k in named_tensors(model) if k == _PARAM]
+    return _param_leaves(model, [])
 
 
 def named_params(model: Any) -> dict[str, torch.Tensor]:
@@ -250,8 +267,9 @@ def _map(fn, obj, want, inherited):
     if isinstance(obj, torch.Tensor):
         k = inherited or _PARAM
         return fn(obj, k) if (want is None or want == k) else obj
-    if is_struct(obj):
-        new = copy.copy(obj)
+    if type(obj) in _STRUCTS:
+        new = object.__new__(type(obj))
+        new.__dict__.update(obj.__dict__)
         for name, k, value in _children(obj):
             sub = _BUFFER if (k == _BUFFER or inherited == _BUFFER) else None
             object.__setattr__(new, name, _map(fn, value, want, sub))

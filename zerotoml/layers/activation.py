@@ -17,7 +17,9 @@ __all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax",
 
 def relu(x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """relu(x) = max(x, 0); the gradient at 0 is 0, as torch."""
-    return torch.where(x > 0, x, torch.zeros_like(x))
+    # max(x, 0) as one elementwise kernel (torch.where(x > 0, x, 0) is the same
+    # function, gradient included, at twice the memory traffic)
+    return torch.relu(x)
 
 
 def sigmoid(x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
