@@ -11,6 +11,7 @@ from .layers import *  # noqa: F401,F403
 from .losses import binary_cross_entropy_with_logits, cross_entropy, kl_div, mse_loss, nll_loss  # noqa: F401
 from .classifier import Classifier, accuracy  # noqa: F401
 from . import optim  # noqa: F401
+from . import transformers  # noqa: F401
 from .optim import SGD, Adagrad, Adam, AdamW, Momentum, RMSprop, clip_grad_norm  # noqa: F401
 
 __version__ = "0.1.0"

@@ -1,1 +1,8 @@
 from .linear import Linear
+from .embedding import Embedding
+from .norm import LayerNorm, RMSNorm, BatchNorm, GroupNorm
+from .activation import relu, gelu, silu, sigmoid, tanh, softmax, log_softmax, ReLU, GELU, SiLU, Sigmoid, Tanh, Softmax, LogSoftmax
+from .dropout import Dropout
+from .chain import Chain, MLP, Flatten
+from .attention import MultiheadAttention, attend, causal_mask
+from .conv import Conv; from .conv_transpose import ConvTranspose

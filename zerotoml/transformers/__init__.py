@@ -1,0 +1,6 @@
+"""Transformers: positional encodings, encoder, decoder, generation, tokenizers. Note: notes/README.md"""
+from .positional import sinusoidal, SinusoidalEncoding, LearnedPositions, Rotary
+from .encoder import EncoderLayer, Encoder
+from .decoder import DecoderLayer, Decoder
+from .encoder_decoder import Transformer, EncoderDecoder, encode, decode
+from .gpt import GPT, KVCache

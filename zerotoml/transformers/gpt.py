@@ -1,0 +1,146 @@
+"""A decoder-only language model, GPT-2 style (Radford et al. 2019, "Language Models are
+Unsupervised Multitask Learners"): token embedding + learned positions, pre-norm blocks with
+causal self-attention and no cross-attention, a final LayerNorm, and an LM head tied to the
+token embedding. With a `KVCache` it runs one new token at a time.
+Note: notes/transformers.md#gpt.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import einsum, rearrange
+
+from ..generic import forward, loss, method
+from ..layers.activation import GELU
+from ..layers.attention import MultiheadAttention, attend, causal_mask, heads, merge_heads
+from ..layers.dropout import Dropout
+from ..layers.embedding import Embedding
+from ..layers.linear import Linear
+from ..layers.norm import LayerNorm
+from ..losses import cross_entropy
+from ..shapes import Float, Int, Tensor
+from ..tree import buffer, struct
+from .encoder import EncoderLayer, feed_forward
+from .positional import LearnedPositions
+
+__all__ = ["GPT", "KVCache"]
+
+
+@struct
+class GPT:
+    """A GPT block is a pre-norm `EncoderLayer` run with a causal mask."""
+
+    wte: Embedding              # "vocab d_model": token table, and the LM head (tied)
+    wpe: LearnedPositions       # "n_positions d_model"
+    drop: Dropout               # on token + position embeddings
+    blocks: list[EncoderLayer]  # norm_first=True
+    ln_f: LayerNorm
+
+    def __post_init__(self):
+        if any(not b.norm_first for b in self.blocks):
+            raise ValueError("GPT: every block must be pre-norm (EncoderLayer with norm_first=True)")
+
+    @classmethod
+    def init(cls, vocab_size: int, n_positions: int = 1024, d_model: int = 768, n_layer: int = 12,
+             n_head: int = 12, dim_feedforward: int | None = None, dropout: float = 0.1,
+             layer_norm_eps: float = 1e-5, *, generator=None, device=None, dtype=None) -> GPT:
+        """GPT-2's initialiser: every weight N(0, 0.02²), the residual projections (attention
+        output, second feed-forward layer) N(0, (0.02/sqrt(2 n_layer))²), biases zero, norms one.
+        GELU with the tanh approximation, as GPT-2."""
+        d_ff = 4 * d_model if dim_feedforward is None else dim_feedforward
+        h, dh = n_head, d_model // n_head
+        if d_model % n_head:
+            raise ValueError(f"GPT: d_model={d_model} is not divisible by n_head={n_head}")
+        kw = dict(device=device, dtype=dtype)
+        σ, σ_res = 0.02, 0.02 / math.sqrt(2 * n_layer)
+        N = lambda std, *s: torch.randn(*s, generator=generator, **kw) * std  # noqa: E731
+        Z = lambda *s: torch.zeros(*s, **kw)  # noqa: E731
+
+        def block() -> EncoderLayer:
+            attn = MultiheadAttention(N(σ, d_model, h, dh), N(σ, d_model, h, dh), N(σ, d_model, h, dh),
+                                      N(σ_res, h, dh, d_model), Z(h, dh), Z(h, dh), Z(h, dh), Z(d_model),
+                                      Dropout(dropout))
+            norm = lambda: LayerNorm.init(d_model, eps=layer_norm_eps, **kw)  # noqa: E731
+            ffn1, ffn2 = Linear(N(σ, d_model, d_ff), Z(d_ff)), Linear(N(σ_res, d_ff, d_model), Z(d_model))
+            drops = (Dropout(dropout), Dropout(dropout), Dropout(dropout))
+            return EncoderLayer(attn, ffn1, ffn2, norm(), norm(), GELU("tanh"), *drops, norm_first=True)
+
+        return cls(Embedding(N(σ, vocab_size, d_model)), LearnedPositions(Embedding(N(σ, n_positions, d_model))),
+                   Dropout(dropout), [block() for _ in range(n_layer)],
+                   LayerNorm.init(d_model, eps=layer_norm_eps, **kw))
+
+
+@struct
+class KVCache:
+    """Keys and values of the positions seen so far, per block, and the position of the next
+    token (``offset``). `forward(gpt, idx, cache)` returns a new cache; nothing is mutated."""
+
+    k: list[Float[Tensor, "b h t_cache d_head"]] = buffer()
+    v: list[Float[Tensor, "b h t_cache d_head"]] = buffer()
+    offset: int = 0
+
+    @classmethod
+    def init(cls, gpt: GPT, batch_size: int) -> KVCache:
+        """An empty cache (no positions yet) for ``gpt``."""
+        W = gpt.blocks[0].self_attn.W_k if gpt.blocks else gpt.wte.W.new_zeros(0, 0, 0)
+        empty = lambda: W.new_zeros(batch_size, W.shape[1], 0, W.shape[2])  # noqa: E731
+        return cls([empty() for _ in gpt.blocks], [empty() for _ in gpt.blocks], 0)
+
+
+def _embed(m: GPT, idx: Tensor, offset: int, generator) -> Tensor:
+    # h_0 = U W_e + W_p                                                (GPT-1 eq. 2; GPT-2 adds dropout)
+    return forward(m.drop, forward(m.wpe, forward(m.wte, idx), offset=offset), generator=generator)
+
+
+def _logits(m: GPT, x: Tensor) -> Tensor:
+    # P(u) = softmax(h_n W_e^T): the LM head is the token table          (GPT-1 eq. 2)
+    return einsum(forward(m.ln_f, x), m.wte.W, "b t d_model, vocab d_model -> b t vocab")
+
+
+@method
+def forward(m: GPT, idx: Int[Tensor, "b t"], *, generator: torch.Generator | None = None
+            ) -> Float[Tensor, "b t vocab"]:
+    """Next-token logits at every position, all positions at once (causal self-attention)."""
+    x = _embed(m, idx, 0, generator)
+    for block in m.blocks:
+        x = forward(block, x, is_causal=True, generator=generator)
+    return _logits(m, x)
+
+
+@method
+def forward(m: GPT, idx: Int[Tensor, "b t"], cache: KVCache, *, generator: torch.Generator | None = None
+            ) -> tuple[Float[Tensor, "b t vocab"], KVCache]:
+    """Logits for ``idx`` at positions ``cache.offset ..``, attending to the cached keys and
+    values too; returns ``(logits, updated cache)``. Same numbers as the full forward."""
+    t = idx.shape[1]
+    if cache.k and cache.k[0].shape[0] != idx.shape[0]:
+        raise ValueError(f"GPT: argument `idx` has batch {idx.shape[0]} but the cache holds batch "
+                         f"{cache.k[0].shape[0]}")
+    x = _embed(m, idx, cache.offset, generator)
+    ks, vs = [], []
+    for block, k_past, v_past in zip(m.blocks, cache.k, cache.v, strict=True):
+        a = block.self_attn
+        h = forward(block.norm1, x)
+        # the new rows of K and V are appended to the cached ones
+        q = heads(h, a.W_q, a.b_q)
+        k = torch.cat([k_past, heads(h, a.W_k, a.b_k)], dim=2)
+        v = torch.cat([v_past, heads(h, a.W_v, a.b_v)], dim=2)
+        # new query i sits at position offset + i and sees keys 0 .. offset + i
+        o, _ = attend(q, k, v, causal_mask(t, k.shape[2], device=idx.device), dropout=a.dropout,
+                      generator=generator)
+        x = x + forward(block.dropout1, merge_heads(o, a.W_o, a.b_o), generator=generator)
+        x = x + feed_forward(block, forward(block.norm2, x), block.dropout2, generator)
+        ks.append(k)
+        vs.append(v)
+    return _logits(m, x), KVCache(ks, vs, cache.offset + t)
+
+
+@method
+def loss(m: GPT, idx: Int[Tensor, "b t"], targets: Int[Tensor, "b t"], *, ignore_index: int = -100,
+         generator: torch.Generator | None = None) -> Float[Tensor, ""]:
+    """Mean next-token cross-entropy: ``targets`` is ``idx`` shifted left by one."""
+    z = forward(m, idx, generator=generator)
+    # L = −1/N Σ_i log P(u_i | u_<i)
+    return cross_entropy(rearrange(z, "b t vocab -> b vocab t"), targets, ignore_index=ignore_index)
