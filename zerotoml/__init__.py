@@ -12,6 +12,8 @@ from .losses import binary_cross_entropy_with_logits, cross_entropy, kl_div, mse
 from .classifier import Classifier, accuracy  # noqa: F401
 from . import optim  # noqa: F401
 from . import transformers  # noqa: F401
+from .data.batches import Batches  # noqa: F401
+from .train import RunResult, train  # noqa: F401
 from .optim import SGD, Adagrad, Adam, AdamW, Momentum, RMSprop, clip_grad_norm  # noqa: F401
 
 __version__ = "0.1.0"

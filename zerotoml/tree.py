@@ -52,6 +52,9 @@ __all__ = [
     "state_dict",
     "load_state_dict",
     "CheckpointError",
+    "read_safetensors",
+    "static_config",
+    "type_name",
 ]
 
 T = TypeVar("T")
@@ -354,7 +357,8 @@ def grad(f: Callable[..., torch.Tensor], model: T, *args, **kwargs) -> T:
 # ------------------------------------------------------------------ save / load
 
 
-def _type_name(obj: Any) -> str:
+def type_name(obj: Any) -> str:
+    """The qualified name of ``obj``'s type, as recorded in checkpoints."""
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
@@ -368,8 +372,8 @@ def _stable_repr(value: Any) -> str:
     return repr(value)
 
 
-def _statics(obj: Any, prefix: str = "") -> dict[str, str]:
-    """Static fields by dotted name, as repr strings (compared on load)."""
+def static_config(obj: Any, prefix: str = "") -> dict[str, str]:
+    """Static fields by dotted name, as stable repr strings (recorded by `save`, compared by `load`)."""
     out: dict[str, str] = {}
     if is_struct(obj):
         out[prefix or "."] = type(obj).__qualname__
@@ -378,15 +382,15 @@ def _statics(obj: Any, prefix: str = "") -> dict[str, str]:
             name = f"{prefix}.{f.name}" if prefix else f.name
             value = getattr(obj, f.name)
             if f.name in children:
-                out.update(_statics(value, name))
+                out.update(static_config(value, name))
             elif f.name != "training":
                 out[name] = _stable_repr(value)
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            out.update(_statics(v, f"{prefix}.{i}" if prefix else str(i)))
+            out.update(static_config(v, f"{prefix}.{i}" if prefix else str(i)))
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            out.update(_statics(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(static_config(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 
@@ -400,8 +404,8 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, str] | None
     tensors = {n: t.detach().contiguous().cpu() for n, t in state_dict(model).items()}
     meta = {
         "zerotoml.format": "1",
-        "zerotoml.type": _type_name(model),
-        "zerotoml.static": json.dumps(_statics(model), sort_keys=True),
+        "zerotoml.type": type_name(model),
+        "zerotoml.static": json.dumps(static_config(model), sort_keys=True),
     }
     meta.update(metadata or {})
     path = os.fspath(path)
@@ -416,9 +420,12 @@ def save(model: Any, path: str | os.PathLike, *, metadata: dict[str, str] | None
             os.remove(tmp)
 
 
-def _read(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``(tensors, metadata)`` of a safetensors file; `CheckpointError` naming the file
+    when it is missing or not readable (corrupt, truncated)."""
     from safetensors import safe_open
 
+    path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     try:
@@ -467,19 +474,19 @@ def load(model: T, path: str | os.PathLike) -> T:
     not a zerotoml checkpoint, belongs to another model type, or whose static
     fields, names, shapes or dtypes differ. The template is not modified."""
     path = os.fspath(path)
-    tensors, meta = _read(path)
+    tensors, meta = read_safetensors(path)
     source = f"checkpoint {path!r}"
     if "zerotoml.type" not in meta:
         raise CheckpointError(f"{source} has no zerotoml metadata; it was not written by zerotoml.save")
-    if meta["zerotoml.type"] != _type_name(model):
+    if meta["zerotoml.type"] != type_name(model):
         raise CheckpointError(
-            f"{source} holds a {meta['zerotoml.type']}, but the model is a {_type_name(model)}"
+            f"{source} holds a {meta['zerotoml.type']}, but the model is a {type_name(model)}"
         )
     try:
         saved_static = json.loads(meta.get("zerotoml.static", "{}"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{source}: corrupt metadata ({e})") from None
-    ours = _statics(model)
+    ours = static_config(model)
     diffs = [
         f"{k}: {saved_static.get(k, '(absent)')} in checkpoint, model has {ours.get(k, '(absent)')}"
         for k in sorted(set(saved_static) | set(ours))
