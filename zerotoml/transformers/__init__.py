@@ -4,3 +4,4 @@ from .encoder import EncoderLayer, Encoder
 from .decoder import DecoderLayer, Decoder
 from .encoder_decoder import Transformer, EncoderDecoder, encode, decode
 from .gpt import GPT, KVCache
+from .tokenizers import CharTokenizer, BPETokenizer
