@@ -19,10 +19,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .generic import forward, from_torch
+from .generic import forward, from_torch, step
 from .tree import buffers, named_params, params, replace_params
 
-__all__ = ["assert_matches_torch", "assert_trees_close"]
+__all__ = ["assert_matches_torch", "assert_trees_close", "assert_optimizer_matches_torch"]
 
 
 def _leaves(out: Any) -> list[torch.Tensor]:
@@ -113,3 +113,25 @@ def assert_matches_torch(
     ]))
     assert_trees_close(mine, theirs, what="parameter gradient", atol=atol, rtol=rtol)
     return model
+
+
+def assert_optimizer_matches_torch(opt: Any, model: Any, torch_opt_cls: type, steps: int = 6, seed: int = 0,
+                                   lrs: Sequence[float] | None = None, atol: float = 1e-12,
+                                   rtol: float = 1e-12, **torch_kwargs: Any) -> None:
+    """Step `opt` on `model` and torch's optimizer on a copy with the same seeded gradients;
+    compare every parameter after every step. `lrs` overrides the rate step by step."""
+    theirs = [p.detach().clone().requires_grad_() for p in params(model)]
+    torch_opt = torch_opt_cls(theirs, **torch_kwargs)
+    gen = torch.Generator().manual_seed(seed)
+    for k in range(steps):
+        gs = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params(model)]
+        for p, g in zip(theirs, gs):
+            p.grad = g.clone()
+        if lrs is not None:
+            torch_opt.param_groups[0]["lr"] = lrs[k]
+        torch_opt.step()
+        out = step(opt, model, replace_params(model, gs), lr=None if lrs is None else lrs[k])
+        assert out is model
+        for i, (a, b) in enumerate(zip(params(model), theirs)):
+            torch.testing.assert_close(a, b.detach(), atol=atol, rtol=rtol, msg=lambda m: f"step {k + 1}, param {i}: {m}")
+    assert int(opt.t) == steps

@@ -4,32 +4,11 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from zerotoml import step
 from zerotoml.layers import Linear
 from zerotoml.optim import Adagrad
-from zerotoml.tree import params, replace_params
+from zerotoml.testing import assert_optimizer_matches_torch
 
 TOL = dict(atol=1e-12, rtol=1e-12)
-
-
-def run_against_torch(opt, model, torch_opt_cls, steps=6, seed=0, lrs=None, **torch_kwargs):
-    """Step `opt` on `model` and torch's optimizer on a copy with the same seeded gradients;
-    compare every parameter after every step. `lrs` overrides the rate step by step."""
-    theirs = [p.detach().clone().requires_grad_() for p in params(model)]
-    torch_opt = torch_opt_cls(theirs, **torch_kwargs)
-    gen = torch.Generator().manual_seed(seed)
-    for k in range(steps):
-        gs = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params(model)]
-        for p, g in zip(theirs, gs):
-            p.grad = g.clone()
-        if lrs is not None:
-            torch_opt.param_groups[0]["lr"] = lrs[k]
-        torch_opt.step()
-        out = step(opt, model, replace_params(model, gs), lr=None if lrs is None else lrs[k])
-        assert out is model
-        for i, (a, b) in enumerate(zip(params(model), theirs)):
-            torch.testing.assert_close(a, b.detach(), **TOL, msg=lambda m: f"step {k + 1}, param {i}: {m}")
-    assert int(opt.t) == steps
 
 
 def linear(seed=0):
@@ -49,14 +28,14 @@ def test_adagrad_matches_torch(lr, lr_decay, weight_decay, initial_accumulator_v
     hyper = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                  initial_accumulator_value=initial_accumulator_value, eps=eps)
     model = linear(seed)
-    run_against_torch(Adagrad.init(model, **hyper), model, torch.optim.Adagrad, seed=seed, **hyper)
+    assert_optimizer_matches_torch(Adagrad.init(model, **hyper), model, torch.optim.Adagrad, seed=seed, **hyper)
 
 
 def test_adagrad_lr_override_matches_torch():
     model = linear()
     hyper = dict(lr=0.1, lr_decay=0.1, weight_decay=0.05, initial_accumulator_value=0.5)
     lrs = [0.1, 0.3, 0.02, 0.0, 0.5, 0.25]
-    run_against_torch(Adagrad.init(model, **hyper), model, torch.optim.Adagrad, lrs=lrs, **hyper)
+    assert_optimizer_matches_torch(Adagrad.init(model, **hyper), model, torch.optim.Adagrad, lrs=lrs, **hyper)
 
 
 def test_adagrad_initial_accumulator_value_fills_the_state():

@@ -9,6 +9,7 @@ from zerotoml import step
 from zerotoml.layers import Linear
 from zerotoml.optim import Adam, AdamW
 from zerotoml.shapes import Tensor
+from zerotoml.testing import assert_optimizer_matches_torch
 from zerotoml.tree import load, params, replace_params, save, struct
 
 TOL = dict(atol=1e-12, rtol=1e-12)
@@ -18,26 +19,6 @@ TOL = dict(atol=1e-12, rtol=1e-12)
 class Pair:
     a: Tensor
     s: Tensor
-
-
-def run_against_torch(opt, model, torch_opt_cls, steps=6, seed=0, lrs=None, **torch_kwargs):
-    """Step `opt` on `model` and torch's optimizer on a copy with the same seeded gradients;
-    compare every parameter after every step. `lrs` overrides the rate step by step."""
-    theirs = [p.detach().clone().requires_grad_() for p in params(model)]
-    torch_opt = torch_opt_cls(theirs, **torch_kwargs)
-    gen = torch.Generator().manual_seed(seed)
-    for k in range(steps):
-        gs = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params(model)]
-        for p, g in zip(theirs, gs):
-            p.grad = g.clone()
-        if lrs is not None:
-            torch_opt.param_groups[0]["lr"] = lrs[k]
-        torch_opt.step()
-        out = step(opt, model, replace_params(model, gs), lr=None if lrs is None else lrs[k])
-        assert out is model
-        for i, (a, b) in enumerate(zip(params(model), theirs)):
-            torch.testing.assert_close(a, b.detach(), **TOL, msg=lambda m: f"step {k + 1}, param {i}: {m}")
-    assert int(opt.t) == steps
 
 
 def linear(seed=0, d_in=4, d_out=3):
@@ -66,7 +47,7 @@ hyper = dict(
 def test_adam_matches_torch(ours, theirs, lr, betas, eps, weight_decay, amsgrad, seed, use_pair):
     kw = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
     model = pair(seed) if use_pair else linear(seed)
-    run_against_torch(ours.init(model, **kw), model, theirs, seed=seed, **kw)
+    assert_optimizer_matches_torch(ours.init(model, **kw), model, theirs, seed=seed, **kw)
 
 
 @pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)], ids=["Adam", "AdamW"])
@@ -74,7 +55,7 @@ def test_adam_lr_override_matches_torch(ours, theirs):
     model = linear()
     kw = dict(lr=1e-2, weight_decay=0.1, amsgrad=True)
     lrs = [1e-2, 3e-2, 0.0, 5e-3, 0.1, 2e-2, 1e-3]
-    run_against_torch(ours.init(model, **kw), model, theirs, steps=len(lrs), lrs=lrs, **kw)
+    assert_optimizer_matches_torch(ours.init(model, **kw), model, theirs, steps=len(lrs), lrs=lrs, **kw)
 
 
 def test_adamw_default_weight_decay_is_torchs():
@@ -89,7 +70,7 @@ def test_grads_that_do_not_fit_the_model_are_refused():
     with pytest.raises(ValueError, match=r"grads parameter 0 \('a'\) has shape \(4,\), model parameter 'a' has shape \(5,\)"):
         step(opt, model, wrong_shape)
     missing = Pair(torch.zeros(5, dtype=torch.float64), None)
-    with pytest.raises(ValueError, match=r"grads has 1 parameter tensors \(a\) but model has 2 \(a, s\)"):
+    with pytest.raises(ValueError, match=r"grads is a Pair with 1 parameter tensors \(a\) but model is a Pair with 2 \(a, s\)"):
         step(opt, model, missing)
     assert int(opt.t) == 0  # nothing was changed
 

@@ -7,29 +7,10 @@ from hypothesis import assume, given, settings, strategies as st
 from zerotoml import step
 from zerotoml.layers import Linear
 from zerotoml.optim import RMSprop
+from zerotoml.testing import assert_optimizer_matches_torch
 from zerotoml.tree import params, replace_params
 
 TOL = dict(atol=1e-12, rtol=1e-12)
-
-
-def run_against_torch(opt, model, torch_opt_cls, steps=6, seed=0, lrs=None, **torch_kwargs):
-    """Step `opt` on `model` and torch's optimizer on a copy with the same seeded gradients;
-    compare every parameter after every step. `lrs` overrides the rate step by step."""
-    theirs = [p.detach().clone().requires_grad_() for p in params(model)]
-    torch_opt = torch_opt_cls(theirs, **torch_kwargs)
-    gen = torch.Generator().manual_seed(seed)
-    for k in range(steps):
-        gs = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params(model)]
-        for p, g in zip(theirs, gs):
-            p.grad = g.clone()
-        if lrs is not None:
-            torch_opt.param_groups[0]["lr"] = lrs[k]
-        torch_opt.step()
-        out = step(opt, model, replace_params(model, gs), lr=None if lrs is None else lrs[k])
-        assert out is model
-        for i, (a, b) in enumerate(zip(params(model), theirs)):
-            torch.testing.assert_close(a, b.detach(), **TOL, msg=lambda m: f"step {k + 1}, param {i}: {m}")
-    assert int(opt.t) == steps
 
 
 def linear(seed=0):
@@ -51,7 +32,7 @@ def test_rmsprop_matches_torch(lr, alpha, eps, weight_decay, momentum, centered,
     assume(not (centered and alpha == 0.0))
     hyper = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
     model = linear(seed)
-    run_against_torch(RMSprop.init(model, **hyper), model, torch.optim.RMSprop, seed=seed, **hyper)
+    assert_optimizer_matches_torch(RMSprop.init(model, **hyper), model, torch.optim.RMSprop, seed=seed, **hyper)
 
 
 @pytest.mark.parametrize("centered", [False, True])
@@ -59,7 +40,7 @@ def test_rmsprop_lr_override_matches_torch(centered):
     model = linear()
     hyper = dict(lr=1e-2, momentum=0.9, weight_decay=0.05, centered=centered)
     lrs = [1e-2, 3e-2, 0.0, 5e-3, 0.1, 2e-2]
-    run_against_torch(RMSprop.init(model, **hyper), model, torch.optim.RMSprop, lrs=lrs, **hyper)
+    assert_optimizer_matches_torch(RMSprop.init(model, **hyper), model, torch.optim.RMSprop, lrs=lrs, **hyper)
 
 
 def test_rmsprop_keeps_only_the_state_it_uses():

@@ -7,29 +7,10 @@ from hypothesis import given, settings, strategies as st
 from zerotoml import step
 from zerotoml.layers import Linear
 from zerotoml.optim import SGD, Momentum
+from zerotoml.testing import assert_optimizer_matches_torch
 from zerotoml.tree import params, replace_params
 
 TOL = dict(atol=1e-12, rtol=1e-12)
-
-
-def run_against_torch(opt, model, torch_opt_cls, steps=6, seed=0, lrs=None, **torch_kwargs):
-    """Step `opt` on `model` and torch's optimizer on a copy with the same seeded gradients;
-    compare every parameter after every step. `lrs` overrides the rate step by step."""
-    theirs = [p.detach().clone().requires_grad_() for p in params(model)]
-    torch_opt = torch_opt_cls(theirs, **torch_kwargs)
-    gen = torch.Generator().manual_seed(seed)
-    for k in range(steps):
-        gs = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params(model)]
-        for p, g in zip(theirs, gs):
-            p.grad = g.clone()
-        if lrs is not None:
-            torch_opt.param_groups[0]["lr"] = lrs[k]
-        torch_opt.step()
-        out = step(opt, model, replace_params(model, gs), lr=None if lrs is None else lrs[k])
-        assert out is model
-        for i, (a, b) in enumerate(zip(params(model), theirs)):
-            torch.testing.assert_close(a, b.detach(), **TOL, msg=lambda m: f"step {k + 1}, param {i}: {m}")
-    assert int(opt.t) == steps
 
 
 def linear(seed=0):
@@ -41,7 +22,7 @@ def linear(seed=0):
 def test_sgd_matches_torch(lr, weight_decay, seed):
     model = linear(seed)
     opt = SGD.init(model, lr=lr, weight_decay=weight_decay)
-    run_against_torch(opt, model, torch.optim.SGD, seed=seed, lr=lr, weight_decay=weight_decay)
+    assert_optimizer_matches_torch(opt, model, torch.optim.SGD, seed=seed, lr=lr, weight_decay=weight_decay)
 
 
 @settings(max_examples=30, deadline=None)
@@ -58,7 +39,7 @@ def test_momentum_matches_torch(lr, momentum, dampening, nesterov, weight_decay,
         dampening = 0.0  # torch (and Momentum) require it
     hyper = dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov, weight_decay=weight_decay)
     model = linear(seed)
-    run_against_torch(Momentum.init(model, **hyper), model, torch.optim.SGD, seed=seed, **hyper)
+    assert_optimizer_matches_torch(Momentum.init(model, **hyper), model, torch.optim.SGD, seed=seed, **hyper)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -66,7 +47,7 @@ def test_momentum_lr_override_matches_torch(nesterov):
     model = linear()
     hyper = dict(lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.05)
     lrs = [0.1, 0.3, 0.02, 0.0, 0.5, 0.25]
-    run_against_torch(Momentum.init(model, **hyper), model, torch.optim.SGD, lrs=lrs, **hyper)
+    assert_optimizer_matches_torch(Momentum.init(model, **hyper), model, torch.optim.SGD, lrs=lrs, **hyper)
 
 
 def test_momentum_bad_hyper_parameters():

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..tree import named_params
+from ..tree import named_params, params
 
 
 def step_counter() -> torch.Tensor:
@@ -34,15 +34,31 @@ def params_and_grads(opt: Any, model: Any, grads: Any, *state: str) -> tuple[lis
     """The parameters of ``model`` and the gradients in ``grads``, in the same order.
 
     Raises ValueError, naming the parameter and the shapes, when ``grads`` does not
-    fit ``model`` (another count, name or shape) or when one of the state lists of
-    ``opt`` named in ``state`` was not made for ``model`` (``Opt.init(model)``)."""
+    fit ``model`` (another type, count, name or shape) or when one of the state lists
+    of ``opt`` named in ``state`` was not made for ``model`` (``Opt.init(model)``).
+    This runs at every step: names are only built when something is wrong."""
+    ps, gs = params(model), params(grads)
+    fits = type(grads) is type(model) and len(ps) == len(gs) and all(
+        g.shape == p.shape for p, g in zip(ps, gs))
+    states = [getattr(opt, field) for field in state]
+    fits = fits and getattr(opt, "t", None) is not None and all(
+        len(values) == len(ps) and all(s.shape == p.shape and s.dtype == p.dtype for s, p in zip(values, ps))
+        for values in states)
+    if not fits:
+        _explain(opt, model, grads, state)
+    return ps, gs
+
+
+def _explain(opt: Any, model: Any, grads: Any, state: tuple[str, ...]) -> None:
+    """Raise the error that says what in ``grads`` or ``opt`` does not fit ``model``."""
     who = f"step({type(opt).__name__})"
     make = f"make the optimizer with {type(opt).__name__}.init(model)"
     named_p, named_g = named_params(model), named_params(grads)
-    if list(named_p) != list(named_g):
+    if list(named_p) != list(named_g) or type(grads) is not type(model):
         raise ValueError(
-            f"{who}: grads has {len(named_g)} parameter tensors ({', '.join(named_g) or 'none'}) "
-            f"but model has {len(named_p)} ({', '.join(named_p) or 'none'}); pass the gradient "
+            f"{who}: grads is a {type(grads).__name__} with {len(named_g)} parameter tensors "
+            f"({', '.join(named_g) or 'none'}) but model is a {type(model).__name__} with "
+            f"{len(named_p)} ({', '.join(named_p) or 'none'}); pass the gradient "
             f"struct from zerotoml.tree.value_and_grad(f, model, ...)"
         )
     for i, (name, p) in enumerate(named_p.items()):
@@ -68,4 +84,4 @@ def params_and_grads(opt: Any, model: Any, grads: Any, *state: str) -> tuple[lis
                     f"but model parameter {i} ({name!r}) has {_describe(p)}; the state was made "
                     f"for another model: {make}"
                 )
-    return list(named_p.values()), list(named_g.values())
+    raise AssertionError(f"{who}: grads and state fit the model")  # unreachable
