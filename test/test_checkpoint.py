@@ -24,7 +24,7 @@ from zerotoml.data import Batches
 from zerotoml.layers import MLP
 from zerotoml.optim import SGD, Adam, Cosine
 from zerotoml.train import train
-from zerotoml.tree import state_dict
+from zerotoml.weights import state_dict
 
 
 def setup(sizes=(4, 8, 3), seed=0):

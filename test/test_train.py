@@ -22,7 +22,7 @@ from zerotoml.devices import available_devices, pick_device
 from zerotoml.layers import MLP
 from zerotoml.optim import Adam, AdamW, Cosine
 from zerotoml.train import NonFiniteLossError, RunExistsError, read_metrics, train
-from zerotoml.tree import state_dict
+from zerotoml.weights import state_dict
 
 
 def setup(dropout=0.1, seed=0, n=48):

@@ -11,22 +11,19 @@ from zerotoml import forward
 from zerotoml.layers.linear import Linear
 from zerotoml.shapes import Float, Int, Tensor
 from zerotoml.tree import (
-    CheckpointError,
     buffer,
     buffers,
     grad,
-    load,
     named_params,
     param_count,
     params,
     replace_params,
-    save,
     set_training,
-    state_dict,
     struct,
     to,
     value_and_grad,
 )
+from zerotoml.weights import CheckpointError, load, save, state_dict
 
 
 @struct

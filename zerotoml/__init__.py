@@ -5,6 +5,7 @@ from .generic import *  # noqa: F401,F403
 from .generic import __all__ as _generic_all
 from .tree import *  # noqa: F401,F403
 from .tree import __all__ as _tree_all
+from .weights import *  # noqa: F401,F403
 from . import shapes  # noqa: F401
 from . import layers  # noqa: F401
 from .layers import *  # noqa: F401,F403

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from .tree import CheckpointError, read_safetensors, static_config, type_name, load_state_dict, state_dict
+from .weights import CheckpointError, load_state_dict, read_safetensors, state_dict, static_config, type_name
 
 __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "list_checkpoints",
            "latest_checkpoint", "rng_state", "set_rng_state"]

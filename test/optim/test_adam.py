@@ -10,7 +10,8 @@ from zerotoml.layers import Linear
 from zerotoml.optim import Adam, AdamW
 from zerotoml.shapes import Tensor
 from zerotoml.testing import assert_optimizer_matches_torch
-from zerotoml.tree import load, params, replace_params, save, struct
+from zerotoml.tree import params, replace_params, struct
+from zerotoml.weights import load, save
 
 TOL = dict(atol=1e-12, rtol=1e-12)
 
