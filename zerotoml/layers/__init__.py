@@ -6,3 +6,5 @@ from .dropout import Dropout
 from .chain import Chain, MLP, Flatten
 from .attention import MultiheadAttention, attend, causal_mask
 from .conv import Conv; from .conv_transpose import ConvTranspose
+from .resnet import ResidualBlock, residual_block_from_parts
+from .pool import MaxPool, AvgPool, AdaptiveAvgPool, GlobalAvgPool, pool_output_size, pool_output_shape, adaptive_avg_matrix

@@ -5,3 +5,4 @@ from .decoder import DecoderLayer, Decoder
 from .encoder_decoder import Transformer, EncoderDecoder, encode, decode
 from .gpt import GPT, KVCache
 from .tokenizers import CharTokenizer, BPETokenizer
+from .generate import beam_search, probabilities, next_token, length_penalty_factor

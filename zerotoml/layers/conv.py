@@ -1,0 +1,272 @@
+"""Conv: convolution over 1, 2 or 3 spatial axes, NCHW as torch, written as ONE einsum over a
+strided window view of the zero-padded input. Dumoulin & Visin, "A guide to convolution
+arithmetic for deep learning" (2016, arXiv:1603.07285), chapter 2.
+Note: notes/cnn.md#convolution.
+
+The window view ``x̂[b, c, i, κ] = x_pad[b, c, s·i + d·κ]`` (one i and one κ per spatial axis)
+is ``as_strided`` on the padded input: no copy and no loop over output positions. Its
+gradient, the sum of the window gradients back onto the input ("fold"), is written by hand
+(`_Windows`): torch's generic ``as_strided`` backward gives the same numbers, several times
+slower (notes/cnn.md#speed). The opt-in fast path (torch's conv kernels) is chosen in one
+place: `FAST` below.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+
+import torch
+from einops import einsum, rearrange
+
+from ..generic import forward, from_torch, method
+from ..shapes import Float, Tensor
+from ..tree import struct
+from .conv_arithmetic import as_tuple, conv_output_size, padding_pairs
+
+
+def _read_fast_switch() -> bool:
+    value = os.environ.get("ZEROTOML_FAST_CONV", "0").strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no", ""):
+        return False
+    raise ValueError(f"ZEROTOML_FAST_CONV={os.environ['ZEROTOML_FAST_CONV']!r}: expected 1/0, true/false, on/off")
+
+
+# The one switch for the fast path of Conv and ConvTranspose: torch.nn.functional.conv{n}d /
+# conv_transpose{n}d instead of the einsum. Off by default; ZEROTOML_FAST_CONV=1, or set
+# ``zerotoml.layers.conv.FAST = True`` at run time. Tested equal to the einsum path.
+FAST: bool = _read_fast_switch()
+
+
+@struct
+class Conv:
+    """``y[·, o, i] = b[o] + Σ_{c, κ} W[o, c, κ] · x_pad[·, c, s·i + d·κ]`` (within each group;
+    i and κ hold one index per spatial axis, · is the batch index).
+
+    ``W`` has torch's layout ``(c_out, c_in / groups, k_1, ..., k_n)``, n = 1, 2 or 3.
+    ``padding`` is stored as ``(p_lo, p_hi)`` per axis; the constructor also takes an int,
+    one int per axis, such pairs, ``"same"`` or ``"valid"``."""
+
+    W: Float[Tensor, "c_out c_in_per_group *kernel"]
+    b: Float[Tensor, "c_out"] | None
+    stride: tuple[int, ...] = 1
+    padding: tuple[tuple[int, int], ...] = 0
+    dilation: tuple[int, ...] = 1
+    groups: int = 1
+
+    def __post_init__(self):
+        self.stride, self.padding, self.dilation = _hyper("Conv", self.W, self.b, self.W.shape[0],
+                                                          self.stride, self.padding, self.dilation, self.groups)
+
+    @classmethod
+    def init(cls, c_in: int, c_out: int, kernel_size: int | tuple[int, ...], stride=1, padding=0,
+             dilation=1, groups: int = 1, *, bias: bool = True, dims: int | None = None,
+             generator=None, device=None, dtype=None) -> Conv:
+        """torch's default (Kaiming-uniform with a=sqrt(5)): W, b ~ U(−1/√fan_in, 1/√fan_in),
+        fan_in = c_in/groups · k_1···k_n. An int ``kernel_size`` needs ``dims`` (1, 2 or 3)."""
+        k = _kernel("Conv.init", kernel_size, dims)
+        _divides("Conv.init", groups, c_in=c_in, c_out=c_out)
+        W, b = _uniform((c_out, c_in // groups, *k), c_out, bias, generator, device, dtype)
+        return cls(W, b, stride, padding, dilation, groups)
+
+
+@method
+def forward(m: Conv, x: Float[Tensor, "batch c_in *spatial"]) -> Float[Tensor, "batch c_out *out_spatial"]:
+    check_input("Conv", x, m.W, c_in=m.W.shape[1] * m.groups, padding=m.padding, dilation=m.dilation)
+    if FAST:
+        return _fast_conv(x, m.W, m.b, m.stride, m.padding, m.dilation, m.groups)
+    return convolve(x, m.W, m.b, m.stride, m.padding, m.dilation, m.groups)
+
+
+# ------------------------------------------------------------------ the einsum
+
+
+def convolve(x: Tensor, W: Tensor, b: Tensor | None, stride: tuple[int, ...],
+             padding: tuple[tuple[int, int], ...], dilation: tuple[int, ...], groups: int) -> Tensor:
+    """The convolution of ``x (batch, c_in, *i)`` with ``W (c_out, c_in/groups, *k)``: pad,
+    take the window view, contract. Negative padding crops (ConvTranspose uses that)."""
+    n = W.dim() - 2
+    x̂ = windows(pad(x, padding), tuple(W.shape[2:]), stride, dilation)  # batch c_in *i *κ, a view
+    x̂ = rearrange(x̂, "batch (g c) ... -> batch g c ...", g=groups)
+    Wg = rearrange(W, "(g o) c ... -> g o c ...", g=groups)
+    # y[·, g, o, i, j] = Σ_{c, κ, λ} W[g, o, c, κ, λ] · x_pad[·, g, c, s·i + d·κ, s'·j + d'·λ]
+    y = einsum(Wg, x̂, _EQUATIONS[n])
+    y = rearrange(y, "batch g o ... -> batch (g o) ...")
+    return y if b is None else y + b.reshape(-1, *(1,) * n)
+
+
+# "g o c k0 k1, batch g c i0 i1 k0 k1 -> batch g o i0 i1" for n = 2. The weight goes first: torch.einsum
+# then copies the windows into a (c k, b i) matrix, whose rows are contiguous runs of the input,
+# instead of (b i, c k), whose rows are k floats long -- about twice as fast (notes/cnn.md#speed).
+_EQUATIONS = {
+    n: "g o c {k}, batch g c {i} {k} -> batch g o {i}".format(
+        k=" ".join(f"k{j}" for j in range(n)), i=" ".join(f"i{j}" for j in range(n)))
+    for n in (1, 2, 3)
+}
+
+
+def pad(x: Tensor, padding: tuple[tuple[int, int], ...]) -> Tensor:
+    """``x`` with ``(p_lo, p_hi)`` zeros around each of its last len(padding) axes (a
+    negative amount crops, after the zeros are added). torch.constant_pad_nd lists the last
+    axis first."""
+    flat = tuple(p for lo_hi in reversed(padding) for p in lo_hi)
+    if any(p > 0 for p in flat):
+        x = torch.constant_pad_nd(x, tuple(max(p, 0) for p in flat), 0.0)
+    if any(p < 0 for p in flat):
+        x = torch.constant_pad_nd(x, tuple(min(p, 0) for p in flat), 0.0)
+    return x
+
+
+def window_view(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
+                dilation: tuple[int, ...]) -> Tensor:
+    """``x̂[..., i_1..i_n, κ_1..κ_n] = xp[..., s_1 i_1 + d_1 κ_1, ..., s_n i_n + d_n κ_n]`` over
+    the last n axes of ``xp``: a view (as_strided), no copy. Output sizes: Relationship 15."""
+    n = len(kernel)
+    lead, spatial, st = xp.shape[:-n], xp.shape[-n:], xp.stride()
+    out = tuple(conv_output_size(P, k, s, 0, d) for P, k, s, d in zip(spatial, kernel, stride, dilation))
+    strides = (*st[:-n], *(s * t for s, t in zip(stride, st[-n:])), *(d * t for d, t in zip(dilation, st[-n:])))
+    return xp.as_strided((*lead, *out, *kernel), strides)
+
+
+def fold(g: Tensor, shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+         dilation: tuple[int, ...]) -> Tensor:
+    """The adjoint of `window_view`: every element of the padded input receives the sum of
+    the gradients of the window entries that read it. One slice-add per kernel offset κ
+    (k_1···k_n of them, never one per output position)."""
+    n = len(kernel)
+    out = g.shape[-2 * n:-n]
+    gx = g.new_zeros(shape)
+    for κ in itertools.product(*(range(k) for k in kernel)):
+        rows = tuple(slice(d * q, d * q + s * (o - 1) + 1, s) for q, d, s, o in zip(κ, dilation, stride, out))
+        gx[(..., *rows)].add_(g[(..., *κ)])
+    return gx
+
+
+class _Windows(torch.autograd.Function):
+    """`window_view` whose backward is `fold` (built from differentiable ops, so second
+    derivatives work too)."""
+
+    @staticmethod
+    def forward(ctx, xp, kernel, stride, dilation):
+        ctx.geometry = (tuple(xp.shape), kernel, stride, dilation)
+        return window_view(xp, kernel, stride, dilation)
+
+    @staticmethod
+    def backward(ctx, g):
+        return fold(g, *ctx.geometry), None, None, None
+
+
+def windows(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
+    """`window_view`, differentiable through `fold`."""
+    if not (torch.is_grad_enabled() and xp.requires_grad):
+        return window_view(xp, kernel, stride, dilation)
+    return _Windows.apply(xp, tuple(kernel), tuple(stride), tuple(dilation))
+
+
+# ------------------------------------------------------------- checks, helpers
+
+
+def check_input(who: str, x: Tensor, W: Tensor, *, c_in: int, padding=None, dilation=None) -> None:
+    """Clear errors, naming the sizes, for what the einsum would reject obscurely (or not at
+    all): the number of axes, the channels, a kernel wider than the padded input."""
+    n = W.dim() - 2
+    if x.dim() != n + 2:
+        raise ValueError(f"{who}: argument `x` has shape {tuple(x.shape)}; expected (batch, c_in, "
+                         f"{n} spatial axes) for a {n}-d convolution with weight W {tuple(W.shape)}")
+    if x.shape[1] != c_in:
+        raise ValueError(f"{who}: argument `x` has {x.shape[1]} channels (shape {tuple(x.shape)}), but the "
+                         f"weight W {tuple(W.shape)} expects c_in={c_in}")
+    if padding is None:
+        return
+    for j, (i, k, (lo, hi), d) in enumerate(zip(x.shape[2:], W.shape[2:], padding, dilation)):
+        span = d * (k - 1) + 1
+        if i + lo + hi < span:
+            raise ValueError(f"{who}: spatial axis {j} of `x` (shape {tuple(x.shape)}) has size {i}, padded "
+                             f"({lo}, {hi}) to {i + lo + hi}, smaller than the kernel: size {k} with "
+                             f"dilation {d} spans {span}")
+
+
+def _hyper(who: str, W: Tensor, b: Tensor | None, c_out: int, stride, padding, dilation, groups,
+           *, pad_strings: bool = True):
+    """Normalise and check the hyper-parameters against ``W``: (stride, padding pairs, dilation)."""
+    n = W.dim() - 2
+    if n not in (1, 2, 3):
+        raise ValueError(f"{who}: W has shape {tuple(W.shape)}; expected 1 to 3 kernel axes after the two channel axes")
+    kernel = tuple(W.shape[2:])
+    stride = as_tuple(who, "stride", stride, n, minimum=1)
+    dilation = as_tuple(who, "dilation", dilation, n, minimum=1)
+    if isinstance(padding, str) and not pad_strings:
+        raise ValueError(f"{who}: padding={padding!r}; expected an int, {n} ints or {n} (lo, hi) pairs")
+    padding = padding_pairs(who, padding, kernel, dilation, stride)
+    if not isinstance(groups, int) or groups < 1 or c_out % groups or W.shape[0] % groups:
+        raise ValueError(f"{who}: groups={groups} must be a positive int dividing the channels "
+                         f"(W has shape {tuple(W.shape)}, c_out={c_out})")
+    if b is not None and tuple(b.shape) != (c_out,):
+        raise ValueError(f"{who}: b has shape {tuple(b.shape)}; expected ({c_out},)")
+    return stride, padding, dilation
+
+
+def _kernel(who: str, kernel_size, dims: int | None) -> tuple[int, ...]:
+    if dims is None:
+        if isinstance(kernel_size, int):
+            raise ValueError(f"{who}: kernel_size={kernel_size} is an int; give one size per spatial axis, "
+                             f"e.g. ({kernel_size}, {kernel_size}), or dims=1, 2 or 3")
+        dims = len(kernel_size)
+    if dims not in (1, 2, 3):
+        raise ValueError(f"{who}: {dims} spatial axes; expected 1, 2 or 3")
+    return as_tuple(who, "kernel_size", kernel_size, dims, minimum=1)
+
+
+def _divides(who: str, groups: int, **channels: int) -> None:
+    for name, c in channels.items():
+        if groups < 1 or c % groups:
+            raise ValueError(f"{who}: groups={groups} does not divide {name}={c}")
+
+
+def _uniform(shape: tuple[int, ...], n_bias: int, bias: bool, generator, device, dtype):
+    """torch's reset_parameters of _ConvNd: U(−1/√fan_in, 1/√fan_in), fan_in = shape[1]·k_1···k_n."""
+    fan_in = math.prod(shape[1:])
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    kw = dict(generator=generator, device=device, dtype=dtype)
+    W = (torch.rand(shape, **kw) * 2 - 1) * bound
+    b = (torch.rand(n_bias, **kw) * 2 - 1) * bound if bias else None
+    return W, b
+
+
+def _fast_conv(x, W, b, stride, padding, dilation, groups):
+    """The opt-in fast path: torch's kernels (asymmetric padding is applied first)."""
+    import torch.nn.functional as F
+
+    conv = (F.conv1d, F.conv2d, F.conv3d)[W.dim() - 3]
+    if all(lo == hi for lo, hi in padding):
+        return conv(x, W, b, stride, tuple(lo for lo, _ in padding), dilation, groups)
+    return conv(pad(x, padding), W, b, stride, 0, dilation, groups)
+
+
+# ------------------------------------------------------------------ from_torch
+
+
+def _conv_from_torch(module) -> Conv:
+    if module.padding_mode != "zeros":
+        raise NotImplementedError(f"from_torch({type(module).__name__}): padding_mode={module.padding_mode!r}; "
+                                  f"only 'zeros' is supported")
+    b = None if module.bias is None else module.bias.detach().clone()
+    return Conv(module.weight.detach().clone(), b, module.stride, module.padding, module.dilation, module.groups)
+
+
+@method
+def from_torch(module: torch.nn.Conv1d) -> Conv:
+    return _conv_from_torch(module)
+
+
+@method
+def from_torch(module: torch.nn.Conv2d) -> Conv:  # noqa: F811
+    return _conv_from_torch(module)
+
+
+@method
+def from_torch(module: torch.nn.Conv3d) -> Conv:  # noqa: F811
+    return _conv_from_torch(module)
