@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     args = [*BABY_GPT, "--out", a.out, "--eval-windows", str(a.eval_windows), "--device", a.device,
-            "--sample-tokens", "300", *(["--threads", str(a.threads)] if a.threads else []),
+            "--sample-tokens", "300", "--full-val", *(["--threads", str(a.threads)] if a.threads else []),
             *(["--resume"] if a.resume else []), *rest]
     code = 0 if a.evaluate_only else example.main(args)
     if code:

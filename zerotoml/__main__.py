@@ -61,6 +61,7 @@ def run_example(name: str, argv: list[str]) -> int:
     path = found[key][0]
     spec = importlib.util.spec_from_file_location(f"zerotoml_example_{key}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and typing resolve names through it
     spec.loader.exec_module(module)
     if not callable(getattr(module, "main", None)):
         print(f"zerotoml: example {str(path)!r} has no main(argv) function", file=sys.stderr)
