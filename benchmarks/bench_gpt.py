@@ -140,7 +140,8 @@ def measure(a: argparse.Namespace) -> dict:
         t_zt.append(timed(zt_step, a.steps))
         t_torch.append(timed(torch_step, a.steps))
     tokens = a.batch * a.context
-    out = {"checks": zt.shapes.CHECKS, "fused": attention.FUSED, "compile": a.compile, "threads": torch.get_num_threads(),
+    out = {"checks": zt.shapes.CHECKS, "fused": attention.FUSED, "compile": a.compile,
+           "threads": torch.get_num_threads(),
            "zerotoml_ms": 1e3 * statistics.median(t_zt), "torch_ms": 1e3 * statistics.median(t_torch),
            "zerotoml_tok_s": tokens / statistics.median(t_zt), "torch_tok_s": tokens / statistics.median(t_torch)}
     out["ratio"] = out["zerotoml_tok_s"] / out["torch_tok_s"]

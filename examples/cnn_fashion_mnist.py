@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import torch
+from einops import rearrange
 
 import zerotoml.layers.conv
 from zerotoml import forward
@@ -52,8 +52,8 @@ def load(dataset: str) -> tuple[str, tuple[torch.Tensor, ...], tuple[str, ...]]:
         try:
             x, y = fashion_mnist("train", download=dataset == "fashion-mnist")
             x_test, y_test = fashion_mnist("test", download=dataset == "fashion-mnist")
-            return ("fashion-mnist", (images_to_float(x)[:, None], y, images_to_float(x_test)[:, None], y_test),
-                    FASHION_MNIST_CLASSES)
+            images = lambda im: rearrange(images_to_float(im), "n h w -> n 1 h w")  # noqa: E731
+            return "fashion-mnist", (images(x), y, images(x_test), y_test), FASHION_MNIST_CLASSES
         except FileNotFoundError as e:
             if dataset == "fashion-mnist":
                 raise

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not args.resume and any((out / f).exists() for f in ("config.json", "tokenizer.json", "metrics.jsonl", "checkpoints")):
+    run_files = ("config.json", "tokenizer.json", "metrics.jsonl", "checkpoints")
+    if not args.resume and any((out / f).exists() for f in run_files):
         print(f"error: run folder {str(out)!r} already holds a run; pass --resume to continue it, or "
               f"choose another --out", file=sys.stderr)
         return 2
@@ -233,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     sample = tok.decode(ids[0])
     (out / "sample.txt").write_text(sample)
     wall = time.perf_counter() - t_start
-    summary = {"steps": result.step, "val_loss_full": val_full, "val_loss": val[-1] if val else None, "train_loss": result.series("loss")[1][-1]
-               if result.series("loss")[1] else None, "train_seconds": result.train_seconds, "wall_seconds": wall,
+    losses = result.series("loss")[1]
+    summary = {"steps": result.step, "val_loss_full": val_full, "val_loss": val[-1] if val else None,
+               "train_loss": losses[-1] if losses else None, "train_seconds": result.train_seconds,
+               "wall_seconds": wall,
                "sample_tokens_per_s": args.sample_tokens / gen_s if gen_s > 0 else None,
                "device": str(device), "threads": torch.get_num_threads(), **cfg}
     (out / "result.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -1,7 +1,9 @@
 """A CNN with a residual block learns scikit-learn's digits (8x8) with the training loop, and the
 example examples/cnn_fashion_mnist.py runs on digits and writes its run folder."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -48,3 +50,21 @@ def test_run_cnn_example_on_digits(tmp_path, capsys, monkeypatch):
     for png in ("loss_curve.png", "predictions.png", "filters.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_example_falls_back_to_digits_with_a_notice(monkeypatch, capsys):
+    import zerotoml.data
+
+    def absent(*args, **kwargs):
+        raise FileNotFoundError("fashion-mnist: train-images-idx3-ubyte.gz not found")
+
+    monkeypatch.setattr(zerotoml.data, "fashion_mnist", absent)
+    path = Path(__file__).resolve().parents[1] / "examples" / "cnn_fashion_mnist.py"
+    spec = importlib.util.spec_from_file_location("cnn_fashion_mnist_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    name, (x, y, x_test, y_test), classes = example.load("auto")
+    assert name == "digits" and x.shape[1:] == (1, 8, 8) and len(classes) == 10
+    assert "notice: Fashion-MNIST is not on this machine" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        example.load("fashion-mnist")

@@ -5,8 +5,6 @@ default (notes/transformers.md#results); here a tiny model on a tiny file keeps 
 import json
 import math
 
-import pytest
-
 from zerotoml.__main__ import main
 
 TEXT = "to be, or not to be, that is the question:\nwhether 'tis nobler in the mind to suffer\n" * 60
@@ -14,7 +12,6 @@ TINY = ["--n-layer", "1", "--n-head", "2", "--d-model", "32", "--context", "16",
         "--lr", "1e-2", "--eval-windows", "16", "--sample-tokens", "40", "--no-progress", "--threads", "1"]
 
 
-@pytest.mark.slow
 def test_example_learns_a_small_text_and_writes_its_run_folder(tmp_path, capsys):
     (tmp_path / "text.txt").write_text(TEXT)
     out = tmp_path / "run"

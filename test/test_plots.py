@@ -59,3 +59,14 @@ def test_line_plot_with_moving_average(tmp_path):
     assert moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
     with pytest.raises(ValueError, match="`xs` has 3 values but series 'return' has 40"):
         line_plot({"return": returns}, xs=[1, 2, 3])
+
+
+def test_grid_reads_one_channel_filters_channels_first():
+    from zerotoml.plots import grid_image
+
+    filters = torch.arange(2 * 1 * 3 * 3, dtype=torch.float64).reshape(2, 1, 3, 3)
+    grid = grid_image(filters, nrow=2, pad=1, normalize=False)
+    assert grid.shape == (3, 7)  # two 3x3 grey tiles side by side, one gutter column
+    assert torch.equal(grid[:, :3], filters[0, 0]) and torch.equal(grid[:, 4:], filters[1, 0])
+    nhwc = grid_image(filters.reshape(2, 3, 3, 1), layout="nhwc", normalize=False)
+    assert nhwc.shape == (3, 7)

@@ -85,14 +85,19 @@ def loss_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike | 
 
 
 def grid_image(images: torch.Tensor, *, nrow: int | None = None, pad: int = 1,
-               normalize: bool = True) -> torch.Tensor:
+               normalize: bool = True, layout: str = "auto") -> torch.Tensor:
     """The images ``(n, h, w)``, ``(n, c, h, w)`` or ``(n, h, w, c)`` (c in 1, 3, 4) tiled
     into one ``(H, W)`` or ``(H, W, c)`` array, ``nrow`` images per row, ``pad`` pixels
-    apart; with ``normalize`` each image is scaled to [0, 1] by its own min and max."""
+    apart; with ``normalize`` each image is scaled to [0, 1] by its own min and max.
+    ``layout="auto"`` reads 4-d input as ``(n, c, h, w)`` when axis 1 has 1, 3 or 4
+    entries, else as ``(n, h, w, c)``; ``"nchw"`` or ``"nhwc"`` say it outright."""
     x = torch.as_tensor(images).detach().cpu().to(torch.float64)
+    if layout not in ("auto", "nchw", "nhwc"):
+        raise ValueError(f"image_grid: layout={layout!r}; expected 'auto', 'nchw' or 'nhwc'")
     if x.dim() == 3:
         x = x[..., None]
-    elif x.dim() == 4 and x.shape[1] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
+    elif x.dim() == 4 and (layout == "nchw" or (layout == "auto" and x.shape[1] in (1, 3, 4))):
+        # torch's layout wins a tie: (n, 1, 3, 3) is n one-channel 3x3 images (conv filters)
         x = rearrange(x, "n c h w -> n h w c")
     elif not (x.dim() == 4 and x.shape[-1] in (1, 3, 4)):
         raise ValueError(f"image_grid: `images` has shape {tuple(x.shape)}; expected (n, h, w), "

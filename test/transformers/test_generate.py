@@ -61,8 +61,10 @@ def test_top_k_1_and_tiny_top_p_and_zero_temperature_equal_greedy():
 
 def test_seeded_sampling_is_deterministic_and_the_seed_matters():
     m, idx = gpt(), prompt()
-    run = lambda seed, **kw: generate(m, idx, 12, temperature=1.5, generator=torch.Generator().manual_seed(seed),  # noqa: E731
-                                      **kw)
+
+    def run(seed, **kw):
+        return generate(m, idx, 12, temperature=1.5, generator=torch.Generator().manual_seed(seed), **kw)
+
     assert torch.equal(run(0), run(0))
     assert torch.equal(run(0), run(0, use_cache=False))  # same logits, same draws
     assert not torch.equal(run(0), run(1))
