@@ -11,7 +11,7 @@ tiny-shakespeare; the bar here is 1.9 nats per character on our split of the iam
 (the last 10% of the dialogue of all 38 plays), measured exactly: every validation character once
 (the example's own number samples 512 windows). It trains through examples/gpt_shakespeare.py,
 so the result is the example's own. Exit status 0 when the bar is met, 1 otherwise.
-Note: notes/transformers.md#results.
+Note: notes/transformers.md#results-a-gpt-on-shakespeare.
 """
 
 from __future__ import annotations

@@ -62,8 +62,9 @@ def fill_in(m: BERT, tok: CharTokenizer, text: str, seed: int, device: torch.dev
     g = torch.Generator().manual_seed(seed)
     chosen = mask_tokens(ids, mask_id=tok.token_to_id(MASK), vocab_size=len(tok.chars), generator=g)[1] != IGNORE
     x = torch.where(chosen, torch.full_like(ids, tok.token_to_id(MASK)), ids)  # every chosen one masked, to show
-    with torch.no_grad():
-        guess = mlm_head(m, hidden_states(m, x)).argmax(-1)
+    block = m.position_embeddings.table.W.shape[0]
+    with torch.no_grad():  # in windows of at most the model's context
+        guess = torch.cat([mlm_head(m, hidden_states(m, w)).argmax(-1) for w in x.split(block, dim=1)], dim=1)
     shown = "".join("_" if c else ch for ch, c in zip(text, chosen[0].tolist()))
     filled = tok.decode(torch.where(chosen, guess, ids)[0])
     return shown, filled
@@ -71,17 +72,17 @@ def fill_in(m: BERT, tok: CharTokenizer, text: str, seed: int, device: torch.dev
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bert_shakespeare", description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=500, help="optimizer steps (default 500)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--block", type=int, default=128, help="characters per window (default 128)")
+    p.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--block", type=int, default=32, help="characters per window (default 32)")
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--dropout", type=float, default=0.0,
                    help="dropout (default 0: a short run sees each window less than once, BERT used 0.1)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the cosine schedule")
-    p.add_argument("--val-windows", type=int, default=1024,
-                   help="validation windows scored at each evaluation (default 1024; 0: all)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the cosine schedule")
+    p.add_argument("--val-windows", type=int, default=4096,
+                   help="validation windows scored at each evaluation (default 4096; 0: all)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     p.add_argument("--out", default="runs/bert_shakespeare", help="run folder (default runs/bert_shakespeare)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")

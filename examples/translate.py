@@ -48,8 +48,8 @@ def load_pairs(args) -> list[tuple[str, str]] | None:
             return read_pairs_tsv(args.pairs, args.src_col, args.tgt_col)
         return bible_pairs(args.src, args.tgt)
     except FileNotFoundError as e:
-        hint = "" if args.pairs else (f"\nThe default data are two Debian packages; install them with:\n  "
-                                      f"{APT_INSTALL}\nor name a tab-separated file of pairs with --pairs.")
+        hint = "" if args.pairs or APT_INSTALL in str(e) else f"\nInstall the Bibles with: {APT_INSTALL}"
+        hint += "" if args.pairs else "\n(or train on a tab-separated file of sentence pairs: --pairs FILE)"
         print(f"error: {e}{hint}", file=sys.stderr)
         return None
 

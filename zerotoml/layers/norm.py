@@ -53,9 +53,10 @@ def forward(m: LayerNorm, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]
     n, ones = _trailing(x.shape, m.normalized_shape, "LayerNorm")
     # μ = 1/H Σ_i a_i,  σ = sqrt(1/H Σ_i (a_i − μ)²)        (Ba et al. eq. 3: biased variance)
     μ = reduce(x, f"... {n} -> ... {ones}", "mean")
-    σ2 = reduce((x - μ) ** 2, f"... {n} -> ... {ones}", "mean")
+    d = x - μ
+    σ2 = reduce(d * d, f"... {n} -> ... {ones}", "mean")
     # y = g ⊙ (a − μ) / σ + b,  σ = sqrt(σ² + ε)           (the gain g and bias b of eq. 4)
-    y = (x - μ) / torch.sqrt(σ2 + m.eps)
+    y = d * torch.rsqrt(σ2 + m.eps)
     y = y if m.weight is None else y * m.weight
     return y if m.bias is None else y + m.bias
 
