@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"shakespeare: {len(text_train):,} train / {len(text_val):,} val characters, vocabulary "
           f"{tok.vocab_size} ({n_chars} characters + {MASK}, {UNK}); {len(train_x):,} train windows of "
           f"{args.block}, {len(val_x):,} validation windows ({int((val_labels != IGNORE).sum()):,} masked)")
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     try:
         result = train(model, AdamW.init(model, lr=args.lr, weight_decay=0.01), data, steps=args.steps,
                        schedule=schedule, clip=1.0, eval_every=max(args.steps // 5, 1),
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                "most_frequent_char_acc": baseline, "val_windows": len(val_x), "block": args.block,
                "d_model": args.d_model, "layers": args.layers, "heads": args.heads,
                "batch_size": args.batch_size, "train_seconds": result.train_seconds, "wall_seconds": wall,
+               "cpu_seconds": time.process_time() - cpu0, "threads": torch.get_num_threads(),
                "device": str(device), "example": {"masked": shown, "filled": filled}}
     (out / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"masked:  {shown!r}\nfilled:  {filled!r}")

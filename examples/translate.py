@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                "train_pairs": len(splits["train"][0]), "d_model": args.d_model, "layers": args.layers,
                "heads": args.heads, "batch_size": args.batch_size, "train_seconds": result.train_seconds,
                "decode_seconds": decode_seconds, "wall_seconds": time.time() - t_start,
-               "cpu_seconds": time.process_time() - cpu_start, "device": str(device)}
+               "cpu_seconds": time.process_time() - cpu_start, "threads": torch.get_num_threads(), "device": str(device)}
     (out / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
     for i, r, h in list(zip(kept, refs, hyps))[:3]:
         print(f"\nsource:      {test_pairs[i][0]}\nreference:   {r}\ntranslation: {h}")
