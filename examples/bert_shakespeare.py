@@ -1,6 +1,6 @@
 """A character-level BERT masked language model on Shakespeare's plays, scored by masked-character accuracy.
 
-    python -m zerotoml run bert_shakespeare                    # a few minutes on 2 CPU cores
+    python -m zerotoml run bert_shakespeare                    # ~5 minutes on 2 CPU cores: ~59% accuracy
     python -m zerotoml run bert_shakespeare --steps 20000 --d-model 256 --layers 6 --device cuda
     python examples/bert_shakespeare.py --out runs/bert --resume
 
@@ -72,7 +72,7 @@ def fill_in(m: BERT, tok: CharTokenizer, text: str, seed: int, device: torch.dev
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bert_shakespeare", description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600)")
+    p.add_argument("--steps", type=int, default=1200, help="optimizer steps (default 1200)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--block", type=int, default=32, help="characters per window (default 32)")
     p.add_argument("--d-model", type=int, default=128)
