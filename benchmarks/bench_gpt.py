@@ -8,10 +8,16 @@ written with nn.Embedding, nn.Linear, nn.LayerNorm, F.scaled_dot_product_attenti
 and torch.optim.AdamW. Rounds are interleaved in one process, medians are reported, and the
 ratio is throughput(zerotoml) / throughput(torch) (higher is faster; 1.0 = as fast). Each
 configuration is a subprocess, since the switches are read at import: shape checks off
-(ZEROTOML_CHECKS=0) on the einsum path, and with the opt-in fused attention
-(ZEROTOML_FUSED_ATTENTION=1, zerotoml/layers/attention.py); shape checks on for reference; and
-the einsum path under torch.compile (the loss compiled, checks off; its compilation is warm-up,
-not timed). torch's side is always eager torch.nn.
+(ZEROTOML_CHECKS=0) on the einsum path, and with the opt-in fused kernels (ZEROTOML_FUSED=1,
+zerotoml/kernels.py: torch's attention, LayerNorm, GELU and cross-entropy); shape checks on for
+reference; and the einsum path under torch.compile (the loss compiled, checks off; its
+compilation is warm-up, not timed). torch's side is always eager torch.nn.
+
+Every configuration runs twice: with glibc's default malloc, and with freed memory kept
+(MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ set for the child, what jemalloc or tcmalloc
+do by default). On this VM a page fault costs microseconds, and glibc's default hands the
+megabyte-sized temporaries of a step back to the system, so the next step faults them in
+again: both sides pay it, the side with more temporaries more.
 Generation: tokens per second of ``generate`` (greedy, batch 1) with and without the KV cache.
 Note: notes/transformers.md#generation.
 """
@@ -27,11 +33,13 @@ import sys
 import time
 
 CONFIGS = [  # (label, environment, extra options of the child)
-    ("einsum, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED_ATTENTION": "0"}, []),
-    ("fused attention, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED_ATTENTION": "1"}, []),
-    ("einsum, checks on", {"ZEROTOML_CHECKS": "1", "ZEROTOML_FUSED_ATTENTION": "0"}, []),
-    ("einsum + torch.compile", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED_ATTENTION": "0"}, ["--compile"]),
+    ("einsum, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED": "0"}, []),
+    ("fused kernels, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED": "1"}, []),
+    ("einsum, checks on", {"ZEROTOML_CHECKS": "1", "ZEROTOML_FUSED": "0"}, []),
+    ("einsum + torch.compile", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED": "0"}, ["--compile"]),
 ]
+MALLOC = {"glibc default": {},
+          "freed memory kept": {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 25)}}
 
 
 def torch_gpt(gpt):
@@ -100,7 +108,7 @@ def measure(a: argparse.Namespace) -> dict:
     import torch
 
     import zerotoml as zt
-    from zerotoml.layers import attention
+    from zerotoml import kernels
     from zerotoml.optim import AdamW
     from zerotoml.transformers import GPT
 
@@ -140,7 +148,7 @@ def measure(a: argparse.Namespace) -> dict:
         t_zt.append(timed(zt_step, a.steps))
         t_torch.append(timed(torch_step, a.steps))
     tokens = a.batch * a.context
-    out = {"checks": zt.shapes.CHECKS, "fused": attention.FUSED, "compile": a.compile,
+    out = {"checks": zt.shapes.CHECKS, "fused": kernels.FUSED, "compile": a.compile,
            "threads": torch.get_num_threads(),
            "zerotoml_ms": 1e3 * statistics.median(t_zt), "torch_ms": 1e3 * statistics.median(t_torch),
            "zerotoml_tok_s": tokens / statistics.median(t_zt), "torch_tok_s": tokens / statistics.median(t_torch)}
@@ -172,6 +180,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row (its warm-up compiles "
                    "for about a minute)")
+    p.add_argument("--default-malloc-only", action="store_true", help="skip the runs with freed memory kept")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -185,19 +194,22 @@ def main(argv=None) -> list[dict]:
     for label, env, extra in CONFIGS:
         if a.no_compile and "--compile" in extra:
             continue
-        cmd = [sys.executable, __file__, "--child", *forwarded, *extra]
-        done = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"{label}: the measurement failed:\n{done.stderr}")
-        results.append({"config": label, **json.loads(done.stdout.strip().splitlines()[-1])})
+        for malloc, malloc_env in MALLOC.items():
+            if a.default_malloc_only and malloc_env:
+                continue
+            cmd = [sys.executable, __file__, "--child", *forwarded, *extra]
+            done = subprocess.run(cmd, env=dict(os.environ, **env, **malloc_env), capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{label} ({malloc}): the measurement failed:\n{done.stderr}")
+            results.append({"config": label, "malloc": malloc, **json.loads(done.stdout.strip().splitlines()[-1])})
     print(f"GPT {a.n_layer} layers, {a.n_head} heads, d_model {a.d_model}, context {a.context}, batch "
           f"{a.batch}, vocab {a.vocab}; forward + backward + AdamW, float32, {results[0]['threads']} threads")
-    print(f"{'configuration':<30}{'zerotoml':>12}{'torch.nn':>12}{'throughput ratio':>18}"
+    print(f"{'configuration':<28}{'malloc':<19}{'zerotoml':>11}{'torch.nn':>11}{'throughput ratio':>18}"
           f"{'gen tok/s cache':>17}{'no cache':>10}")
     for r in results:
         gen = [f"{r[k]:.0f}" if k in r else "-" for k in ("gen_tok_s_cache", "gen_tok_s_nocache")]
-        print(f"{r['config']:<30}{r['zerotoml_ms']:>9.1f} ms{r['torch_ms']:>9.1f} ms{r['ratio']:>17.3f}x"
-              f"{gen[0]:>17}{gen[1]:>10}")
+        print(f"{r['config']:<28}{r['malloc']:<19}{r['zerotoml_ms']:>8.1f} ms{r['torch_ms']:>8.1f} ms"
+              f"{r['ratio']:>17.3f}x{gen[0]:>17}{gen[1]:>10}")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(results, fh, indent=1)

@@ -9,8 +9,10 @@ sequence model laid out ``(b, t, classes)`` go in as ``rearrange(z, "b t c -> b 
 from __future__ import annotations
 
 import torch
-from einops import einsum, rearrange, reduce
+from einops import rearrange, reduce
 
+from . import kernels
+from .einsum import einsum
 from .layers.activation import log_softmax
 from .shapes import Float, Int, Tensor
 
@@ -33,14 +35,14 @@ def _classes_last(scores: Tensor, who: str) -> Tensor:
     return scores if scores.dim() == 1 else rearrange(scores, "b c ... -> b ... c")
 
 
-def _class_terms(logp: Float[Tensor, "*batch c"], targets: Int[Tensor, "*batch"], weight: Tensor | None,
-                 ignore_index: int, who: str, shape: tuple) -> tuple[Tensor, Tensor, Tensor]:
-    """``(−w_{y_i} log p_{i,y_i}, w_{y_i}, kept)``, with 0 where ``y_i = ignore_index``."""
-    C = logp.shape[-1]
+def _check_targets(targets: Tensor, C: int, weight: Tensor | None, ignore_index: int, who: str,
+                   shape: tuple) -> Tensor:
+    """Class-index targets that fit scores of ``shape`` (classes on axis 1); returns the mask
+    of the targets that are not ``ignore_index``."""
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise TypeError(f"{who}: argument `target` has dtype {targets.dtype}; expected integer class indices")
-    if tuple(targets.shape) != tuple(logp.shape[:-1]):
-        expected = (shape[0], *shape[2:]) if len(shape) > 1 else ()
+    expected = (shape[0], *shape[2:]) if len(shape) > 1 else ()
+    if tuple(targets.shape) != expected:
         raise ValueError(f"{who}: argument `target` has shape {tuple(targets.shape)}; for `input` of shape "
                          f"{tuple(shape)} (classes on axis 1) expected {expected}")
     if weight is not None and tuple(weight.shape) != (C,):
@@ -51,6 +53,13 @@ def _class_terms(logp: Float[Tensor, "*batch c"], targets: Int[Tensor, "*batch"]
         value = int(targets[bad].flatten()[0])
         raise IndexError(f"{who}: argument `target` holds class {value}, outside [0, {C}) for {C} classes "
                          f"(ignore_index={ignore_index})")
+    return kept
+
+
+def _class_terms(logp: Float[Tensor, "*batch c"], targets: Int[Tensor, "*batch"], weight: Tensor | None,
+                 ignore_index: int, who: str, shape: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    """``(−w_{y_i} log p_{i,y_i}, w_{y_i}, kept)``, with 0 where ``y_i = ignore_index``."""
+    kept = _check_targets(targets, logp.shape[-1], weight, ignore_index, who, shape)
     y = torch.where(kept, targets, torch.zeros_like(targets))
     # log p_{i, y_i}: a gather (indexing, not a contraction)
     picked = torch.take_along_dim(logp, y[..., None], dim=-1)[..., 0]
@@ -81,6 +90,10 @@ def cross_entropy(input: Float[Tensor, "..."], target: Tensor, *, weight: Float[
         raise ValueError(f"cross_entropy: label_smoothing={label_smoothing}; expected a value in [0, 1]")
     z = _classes_last(input, "cross_entropy")
     C = z.shape[-1]
+    if kernels.FUSED and not target.is_floating_point():  # the opt-in fast path (zerotoml/kernels.py)
+        _check_targets(target, C, weight, ignore_index, "cross_entropy", tuple(input.shape))
+        return torch.nn.functional.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,
+                                                 reduction=reduction, label_smoothing=label_smoothing)
     # log p_{i,c} = z_{i,c} − log Σ_k e^{z_{i,k}}
     logp = log_softmax(z, dim=-1)
     ε = label_smoothing

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from zerotoml import forward, from_torch
-from zerotoml.layers import attention
+from zerotoml import kernels
 from zerotoml.layers.attention import MultiheadAttention, additive_mask, attend, causal_mask
 from zerotoml.testing import assert_matches_torch
 from zerotoml.tree import set_training
@@ -148,7 +148,7 @@ def test_fused_path_equals_einsum_path(kind, monkeypatch):
     x = torch.randn(2, 5, 6, dtype=f64)
     ours = from_torch(module)
     ref = forward(ours, x, x, x, is_causal=True, need_weights=False)[0]
-    monkeypatch.setattr(attention, "FUSED", True)
+    monkeypatch.setattr(kernels, "FUSED", True)
     torch.testing.assert_close(forward(ours, x, x, x, is_causal=True, need_weights=False)[0], ref,
                                atol=1e-12, rtol=1e-12)
 

@@ -8,22 +8,23 @@ scores. A query row whose keys are all masked gets zero weights (never NaN).
 
 from __future__ import annotations
 
+import functools
 import math
-import os
 
 import torch
-from einops import einsum, rearrange
+from einops import rearrange
 
+from ..einsum import einsum
+from .. import kernels
+from ..derivatives import derived
 from ..generic import forward, from_torch, method
 from ..shapes import Bool, Float, Tensor
 from ..tree import struct
+from .activation import softmax_vjp
 from .dropout import Dropout
 
-__all__ = ["MultiheadAttention", "attend", "causal_mask", "additive_mask", "heads", "merge_heads", "FUSED"]
+__all__ = ["MultiheadAttention", "attend", "causal_mask", "additive_mask", "heads", "self_heads", "merge_heads"]
 
-# The one place the fused kernel is chosen: opt-in (ZEROTOML_FUSED_ATTENTION=1, or
-# `attend(..., fused=True)`); the einsum path is the default and what the note explains.
-FUSED: bool = os.environ.get("ZEROTOML_FUSED_ATTENTION", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
 @struct
@@ -77,12 +78,21 @@ def heads(x: Float[Tensor, "b t d_in"], W: Float[Tensor, "d_in h d_head"],
     return y if b is None else y + rearrange(b, "h d_head -> h 1 d_head")
 
 
+def self_heads(x: Float[Tensor, "b t d"], m: MultiheadAttention) -> tuple[Tensor, Tensor, Tensor]:
+    """Self-attention's Q, K and V from one einsum over the three stacked projections (one
+    matmul of width 3 h d_head instead of three): the same numbers as three `heads` calls."""
+    W = torch.stack([m.W_q, m.W_k, m.W_v])
+    y = einsum(x, W, "b t d, s d h d_head -> s b h t d_head")
+    if m.b_q is not None:
+        y = y + rearrange(torch.stack([m.b_q, m.b_k, m.b_v]), "s h d_head -> s 1 h 1 d_head")
+    return y.unbind(0)
+
+
 def merge_heads(o: Float[Tensor, "b h t d_head"], W_o: Float[Tensor, "h d_head d_model"],
                 b_o: Float[Tensor, "d_model"] | None) -> Float[Tensor, "b t d_model"]:
     """``Concat(head_1, ..., head_h) W^O = Σ_i head_i W^O_i``: the concat is the sum over ``h``."""
     # MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O
-    y = einsum(o, W_o, "b h t d_head, h d_head d_model -> b t d_model")
-    return y if b_o is None else y + b_o
+    return einsum(o, W_o, "b h t d_head, h d_head d_model -> b t d_model", plus=b_o)
 
 
 def causal_mask(q_len: int, k_len: int | None = None, *, device=None) -> Bool[Tensor, "q k"]:
@@ -94,6 +104,13 @@ def causal_mask(q_len: int, k_len: int | None = None, *, device=None) -> Bool[Te
     return j > i + (k_len - q_len)
 
 
+@functools.lru_cache(maxsize=64)
+def causal_additive(q: int, k: int, dtype=None, device=None) -> Float[Tensor, "1 1 q k"]:
+    """`causal_mask` as the float mask added to the scores (0 or −inf), made once per size,
+    dtype and device: a training step asks for the same one in every block. Read only."""
+    return _as_float(rearrange(causal_mask(q, k, device=device), "q k -> 1 1 q k"), dtype)
+
+
 def additive_mask(attn_mask: Tensor | None, key_padding_mask: Tensor | None, *, b: int, h: int,
                   q: int, k: int, is_causal: bool = False, dtype=None, device=None
                   ) -> Float[Tensor, "#b #h #q k"] | None:
@@ -102,6 +119,8 @@ def additive_mask(attn_mask: Tensor | None, key_padding_mask: Tensor | None, *, 
     attention is NOT allowed (-> -inf), floats are added. ``is_causal`` builds `causal_mask`
     when no ``attn_mask`` is given; with one, it is only a hint (as torch)."""
     if attn_mask is None and is_causal:
+        if key_padding_mask is None:
+            return causal_additive(q, k, dtype, device)
         attn_mask = causal_mask(q, k, device=device)
     out = None
     if attn_mask is not None:
@@ -134,13 +153,17 @@ def _as_float(mask: Tensor, dtype) -> Tensor:
     return mask.to(dtype)
 
 
-def _softmax(s: Float[Tensor, "*rows k"]) -> Float[Tensor, "*rows k"]:
+def _softmax_value(s: Float[Tensor, "*rows k"]):
     """softmax over ``k``; a row that is -inf everywhere gives zeros, with zero gradient."""
-    m = torch.amax(s, dim=-1, keepdim=True).detach()
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    # a live row has max m finite and Σ_k e^{s_k − m} ≥ e^0 = 1; a dead row has m = −inf:
+    # clamping m to the lowest float gives e = 0, and clamping the sum to 1 gives weights 0
+    m = torch.amax(s, dim=-1, keepdim=True).clamp_min(torch.finfo(s.dtype).min)
     e = torch.exp(s - m)  # e^{-inf} = 0 for masked keys
-    z = torch.sum(e, dim=-1, keepdim=True)
-    return e / torch.where(z == 0, torch.ones_like(z), z)
+    return e / torch.sum(e, dim=-1, keepdim=True).clamp_min(1.0), ()
+
+
+# the softmax's vector-Jacobian product p ⊙ (g − Σ_k g p), written out (notes/layers.md#hand-derived-gradients)
+_softmax = derived(_softmax_value, lambda g, p, extras, s: (softmax_vjp(g, p),))
 
 
 def attend(q: Float[Tensor, "b h q d_head"], k: Float[Tensor, "b h k d_head"], v: Float[Tensor, "b h k d_v"],
@@ -153,10 +176,10 @@ def attend(q: Float[Tensor, "b h q d_head"], k: Float[Tensor, "b h k d_head"], v
     if mask is not None and mask.dtype == torch.bool:
         mask = _as_float(mask, q.dtype)
     p = dropout.p if (dropout is not None and dropout.training) else 0.0
-    if FUSED if fused is None else fused:
+    if kernels.FUSED if fused is None else fused:  # the opt-in fast path (zerotoml/kernels.py)
         return _fused(q, k, v, mask, p), None
     # Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V            (eq. 1), d_k = d_head
-    s = einsum(q, k, "b h q d_head, b h k d_head -> b h q k") / math.sqrt(d_head)
+    s = einsum(q * (1 / math.sqrt(d_head)), k, "b h q d_head, b h k d_head -> b h q k")  # scale the smaller
     w = _softmax(s if mask is None else s + mask)
     if p > 0:
         w = forward(dropout, w, generator=generator)
@@ -168,6 +191,10 @@ def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Te
     """torch's kernel (its dropout draws from the global RNG); fully masked rows zeroed as in `attend`."""
     import torch.nn.functional as F  # the opt-in fast path only
 
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    if mask is not None and n_q == n_k and mask is causal_additive(n_q, n_k, mask.dtype, mask.device):
+        # the plain causal mask of a square block: torch's own causal kernel (no row is dead)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
     if mask is not None:
         dead = torch.isneginf(mask).all(dim=-1, keepdim=True)
@@ -189,7 +216,10 @@ def forward(m: MultiheadAttention, query: Float[Tensor, "b q d_model"], key: Flo
     b, n_q, _ = query.shape
     h, n_k = m.W_q.shape[1], key.shape[1]
     # head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
-    q, k, v = heads(query, m.W_q, m.b_q), heads(key, m.W_k, m.b_k), heads(value, m.W_v, m.b_v)
+    if query is key and key is value and m.W_q.shape == m.W_k.shape == m.W_v.shape:
+        q, k, v = self_heads(query, m)
+    else:
+        q, k, v = heads(query, m.W_q, m.b_q), heads(key, m.W_k, m.b_k), heads(value, m.W_v, m.b_v)
     mask = additive_mask(attn_mask, key_padding_mask, b=b, h=h, q=n_q, k=n_k, is_causal=is_causal,
                          dtype=query.dtype, device=query.device)
     o, w = attend(q, k, v, mask, dropout=m.dropout, generator=generator, fused=False if need_weights else None)

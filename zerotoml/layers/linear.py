@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import einsum
 
+from ..einsum import einsum
 from ..generic import from_torch, forward, method
 from ..shapes import Float, Tensor
 from ..tree import struct
@@ -32,8 +32,7 @@ class Linear:
 @method
 def forward(m: Linear, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
     # y = x W + b
-    y = einsum(x, m.W, "... d_in, d_in d_out -> ... d_out")
-    return y if m.b is None else y + m.b
+    return einsum(x, m.W, "... d_in, d_in d_out -> ... d_out", plus=m.b)
 
 
 @method

@@ -88,29 +88,55 @@ def _adam(opt: Adam | AdamW, model: object, grads: object, lr: float | None, dec
         # t ← t + 1
         opt.t.add_(1)
         t = int(opt.t)
-        for i, (θ, g) in enumerate(zip(ps, gs)):
-            m, v = opt.m[i], opt.v[i]
-            if λ != 0 and not decoupled:
-                # Adam with L2 (Algorithm 2, line 6): g_t ← ∇f_t(θ_{t−1}) + λ θ_{t−1}
-                g = g.add(θ, alpha=λ)
-            if λ != 0 and decoupled:
-                # AdamW (Algorithm 2, line 12), its decay part: θ_t ← θ_{t−1} − η_t λ θ_{t−1},
-                # with torch's η_t λ = lr · weight_decay
-                θ.mul_(1 - α * λ)
-            # m_t ← β1 · m_{t−1} + (1 − β1) · g_t
-            m.mul_(β1).add_(g, alpha=1 - β1)
-            # v_t ← β2 · v_{t−1} + (1 − β2) · g_t²
-            v.mul_(β2).addcmul_(g, g, value=1 - β2)
-            if opt.amsgrad:
-                # AMSGrad: v_max ← max(v_max, v_t), used in place of v_t below
-                v = torch.maximum(opt.v_max[i], v, out=opt.v_max[i])
-            # m̂_t ← m_t / (1 − β1^t);  v̂_t ← v_t / (1 − β2^t)
-            # θ_t ← θ_{t−1} − α · m̂_t / (√v̂_t + ε)   (Kingma & Ba 2015, Algorithm 1)
-            # computed without materialising m̂_t: √v̂_t = √v_t / √(1 − β2^t), and the
-            # 1/(1 − β1^t) of m̂_t folds into the step size (same order as torch.optim)
-            denom = (v.sqrt() / math.sqrt(1 - β2**t)).add_(ε)
-            θ.addcdiv_(m, denom, value=-α / (1 - β1**t))
+        if opt.amsgrad or any(p.is_complex() for p in ps):
+            _adam_loop(opt, ps, gs, α, β1, β2, ε, λ, t, decoupled)
+        else:
+            _adam_all(opt.m, opt.v, ps, gs, α, β1, β2, ε, λ, t, decoupled)
     return model
+
+
+def _adam_loop(opt, ps, gs, α, β1, β2, ε, λ, t, decoupled) -> None:
+    """The update one parameter at a time, as the papers list it."""
+    for i, (θ, g) in enumerate(zip(ps, gs)):
+        m, v = opt.m[i], opt.v[i]
+        if λ != 0 and not decoupled:
+            # Adam with L2 (Algorithm 2, line 6): g_t ← ∇f_t(θ_{t−1}) + λ θ_{t−1}
+            g = g.add(θ, alpha=λ)
+        if λ != 0 and decoupled:
+            # AdamW (Algorithm 2, line 12), its decay part: θ_t ← θ_{t−1} − η_t λ θ_{t−1},
+            # with torch's η_t λ = lr · weight_decay
+            θ.mul_(1 - α * λ)
+        # m_t ← β1 · m_{t−1} + (1 − β1) · g_t
+        m.mul_(β1).add_(g, alpha=1 - β1)
+        # v_t ← β2 · v_{t−1} + (1 − β2) · g_t²
+        v.mul_(β2).addcmul_(g, g, value=1 - β2)
+        if opt.amsgrad:
+            # AMSGrad: v_max ← max(v_max, v_t), used in place of v_t below
+            v = torch.maximum(opt.v_max[i], v, out=opt.v_max[i])
+        # m̂_t ← m_t / (1 − β1^t);  v̂_t ← v_t / (1 − β2^t)
+        # θ_t ← θ_{t−1} − α · m̂_t / (√v̂_t + ε)   (Kingma & Ba 2015, Algorithm 1)
+        # computed without materialising m̂_t: √v̂_t = √v_t / √(1 − β2^t), and the
+        # 1/(1 − β1^t) of m̂_t folds into the step size (same order as torch.optim)
+        denom = (v.sqrt() / math.sqrt(1 - β2**t)).add_(ε)
+        θ.addcdiv_(m, denom, value=-α / (1 - β1**t))
+
+
+def _adam_all(ms, vs, ps, gs, α, β1, β2, ε, λ, t, decoupled) -> None:
+    """`_adam_loop`'s update, line for line, on all parameters at once: each
+    ``torch._foreach_*`` op applies one line to every tensor of its lists (the multi-tensor
+    form torch.optim uses), one Python call per line instead of one per line and parameter."""
+    if λ != 0 and not decoupled:
+        gs = torch._foreach_add(gs, ps, alpha=λ)        # g_t ← g_t + λ θ_{t−1}
+    if λ != 0 and decoupled:
+        torch._foreach_mul_(ps, 1 - α * λ)             # θ ← (1 − lr · λ) θ
+    torch._foreach_mul_(ms, β1)                         # m_t ← β1 m_{t−1} + (1 − β1) g_t
+    torch._foreach_add_(ms, gs, alpha=1 - β1)
+    torch._foreach_mul_(vs, β2)                         # v_t ← β2 v_{t−1} + (1 − β2) g_t²
+    torch._foreach_addcmul_(vs, gs, gs, value=1 - β2)
+    denom = torch._foreach_sqrt(vs)                     # √v_t / √(1 − β2^t) + ε
+    torch._foreach_div_(denom, math.sqrt(1 - β2**t))
+    torch._foreach_add_(denom, ε)
+    torch._foreach_addcdiv_(ps, ms, denom, value=-α / (1 - β1**t))  # θ_t ← θ_{t−1} − α/(1 − β1^t) m_t / denom
 
 
 @method

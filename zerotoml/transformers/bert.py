@@ -8,8 +8,8 @@ learned position embeddings, a post-norm Transformer encoder with GELU, and the 
 from __future__ import annotations
 
 import torch
-from einops import einsum
 
+from ..einsum import einsum
 from ..generic import forward, loss, method
 from ..layers.activation import GELU, ReLU, activation as activation_layer
 from ..layers.attention import MultiheadAttention

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import einsum, rearrange
+from einops import rearrange
 
+from ..einsum import einsum
 from ..generic import forward, from_torch, loss, method
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding

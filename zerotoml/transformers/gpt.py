@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import einsum, rearrange
+from einops import rearrange
 
+from ..einsum import einsum
 from ..generic import forward, loss, method
 from ..layers.activation import GELU
 from ..layers.attention import MultiheadAttention, attend, causal_mask, heads, merge_heads

@@ -8,8 +8,9 @@ KV cache can encode token ``t`` alone at position ``t``.
 from __future__ import annotations
 
 import torch
-from einops import einsum, rearrange
+from einops import rearrange
 
+from ..einsum import einsum
 from ..generic import forward, method
 from ..layers.embedding import Embedding
 from ..shapes import Float, Tensor
@@ -82,9 +83,8 @@ def forward(m: LearnedPositions, x: Float[Tensor, "b t d_model"], *, offset: int
             ) -> Float[Tensor, "b t d_model"]:
     t = x.shape[1]
     _check_length("LearnedPositions", offset, t, m.table.W.shape[0])
-    pos = torch.arange(offset, offset + t, device=x.device)
-    # h_0 = U W_e + W_p
-    return x + forward(m.table, pos)
+    # h_0 = U W_e + W_p: the rows of positions offset .. offset + t − 1, a slice of the table
+    return x + m.table.W[offset:offset + t]
 
 
 # ----------------------------------------------------------------------- rotary

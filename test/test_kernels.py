@@ -1,0 +1,73 @@
+"""zerotoml/kernels.py: with FUSED on, torch's kernels give the default path's values and
+gradients (float64, 1e-12), and the switch reads its environment variables strictly."""
+
+import pytest
+import torch
+
+from zerotoml import forward, kernels, loss, value_and_grad
+from zerotoml.kernels import read_switch
+from zerotoml.layers.activation import gelu
+from zerotoml.layers.norm import LayerNorm
+from zerotoml.losses import cross_entropy
+from zerotoml.transformers import GPT
+
+f64 = torch.float64
+
+
+def _both(fn, *xs, monkeypatch):
+    """fn's output and gradients with FUSED off, then on."""
+    out = []
+    for fused in (False, True):
+        monkeypatch.setattr(kernels, "FUSED", fused)
+        inputs = [x.detach().requires_grad_(x.is_floating_point()) for x in xs]
+        y = fn(*inputs)
+        δ = torch.linspace(-1, 1, y.numel(), dtype=f64).reshape(y.shape)
+        wants = [x for x in inputs if x.requires_grad]
+        out.append((y, torch.autograd.grad(y, wants, δ)))
+    (y0, g0), (y1, g1) = out
+    torch.testing.assert_close(y1, y0, atol=1e-12, rtol=1e-12)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_layer_norm_gelu_and_cross_entropy(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, dtype=f64, generator=g)
+    w, b = torch.randn(8, dtype=f64, generator=g), torch.randn(8, dtype=f64, generator=g)
+    _both(lambda x, w, b: forward(LayerNorm(w, b, (8,)), x), x, w, b, monkeypatch=monkeypatch)
+    _both(lambda x: gelu(x, "tanh"), 3 * x, monkeypatch=monkeypatch)
+    _both(lambda x: gelu(x), 3 * x, monkeypatch=monkeypatch)
+    t = torch.tensor([[1, -100, 4], [0, 7, 2]])
+    for kw in ({}, {"label_smoothing": 0.1}, {"reduction": "sum"}, {"weight": torch.rand(8, dtype=f64, generator=g)}):
+        _both(lambda z: cross_entropy(z.transpose(1, 2), t, **kw), x, monkeypatch=monkeypatch)
+
+
+def test_a_gpt_loss_and_gradients(monkeypatch):
+    m = GPT.init(11, 8, 16, 2, 2, dropout=0.0, generator=torch.Generator().manual_seed(1), dtype=f64)
+    idx = torch.randint(0, 11, (2, 8), generator=torch.Generator().manual_seed(2))
+    results = []
+    for fused in (False, True):
+        monkeypatch.setattr(kernels, "FUSED", fused)
+        results.append(value_and_grad(loss, m, idx[:, :-1], idx[:, 1:]))
+    (l0, g0), (l1, g1) = results
+    torch.testing.assert_close(l1, l0, atol=1e-12, rtol=1e-12)
+    for a, b in zip(torch.utils._pytree.tree_leaves(g1), torch.utils._pytree.tree_leaves(g0)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_bad_targets_are_refused_on_the_fused_path_too(monkeypatch):
+    monkeypatch.setattr(kernels, "FUSED", True)
+    with pytest.raises(IndexError, match="class 9, outside \\[0, 5\\)"):
+        cross_entropy(torch.randn(2, 5), torch.tensor([1, 9]))
+
+
+def test_switch_reads_its_variables(monkeypatch):
+    monkeypatch.setenv("ZEROTOML_FUSED", "on")
+    monkeypatch.delenv("ZEROTOML_FUSED_ATTENTION", raising=False)
+    assert read_switch("ZEROTOML_FUSED", "ZEROTOML_FUSED_ATTENTION")
+    monkeypatch.setenv("ZEROTOML_FUSED", "0")
+    monkeypatch.setenv("ZEROTOML_FUSED_ATTENTION", "1")
+    assert read_switch("ZEROTOML_FUSED", "ZEROTOML_FUSED_ATTENTION")
+    monkeypatch.setenv("ZEROTOML_FUSED", "fast")
+    with pytest.raises(ValueError, match="ZEROTOML_FUSED='fast': expected 1/0"):
+        read_switch("ZEROTOML_FUSED")
