@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BAR = 1.9
 BABY_GPT = ["--n-layer", "4", "--n-head", "4", "--d-model", "128", "--context", "64", "--batch-size", "12",
-            "--steps", "2000", "--lr", "1e-3", "--warmup", "100", "--dropout", "0.0", "--tokenizer", "char"]
+            "--steps", "2000", "--lr", "1e-3", "--warmup", "100", "--dropout", "0.0", "--tokenizer", "char",
+            "--no-bias"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from zerotoml.tree import set_training
 # the default run: about 3 minutes on a 2-core CPU (notes/transformers.md#results-a-gpt-on-shakespeare);
 # at these sizes 1000 steps of 16 windows beat 500 steps of 32 (1.84 against 1.97 nats)
 DEFAULTS = dict(steps=1000, n_layer=4, n_head=4, d_model=128, context=64, batch_size=16, lr=5e-3, dropout=0.0,
-                tokenizer="char", bpe_vocab=512, warmup=100, eval_windows=256, seed=0, text=None)
+                tokenizer="char", bpe_vocab=512, warmup=100, eval_windows=256, seed=0, text=None, bias=True)
 
 
 class Windows(Batches):
@@ -101,10 +101,11 @@ def validation_loss(model: GPT, ids: torch.Tensor, context: int, n_windows: int 
 def build(cfg: dict, vocab_size: int) -> tuple[GPT, AdamW, Cosine]:
     """The model (GPT-2's initialiser, seeded), the optimizer and the schedule of a configuration."""
     model = GPT.init(vocab_size, cfg["context"], cfg["d_model"], cfg["n_layer"], cfg["n_head"],
-                     dropout=cfg["dropout"], generator=torch.Generator().manual_seed(cfg["seed"]))
+                     dropout=cfg["dropout"], bias=cfg["bias"], generator=torch.Generator().manual_seed(cfg["seed"]))
     lr = cfg["lr"]
-    # nanoGPT's settings: β2 = 0.99 for small batches, weight decay 0.1; cosine from lr to lr/10
-    optimizer = AdamW.init(model, lr=lr, betas=(0.9, 0.99), weight_decay=0.1)
+    # nanoGPT's settings: β2 = 0.99 for small batches, weight decay 0.1 on the weight matrices and
+    # embeddings only (not on biases and norm gains, as GPT-2); cosine from lr to lr/10
+    optimizer = AdamW.init(model, lr=lr, betas=(0.9, 0.99), weight_decay=0.1, decay=lambda name, p: p.dim() >= 2)
     return model, optimizer, Cosine(lr, cfg["steps"], min_lr=lr / 10, warmup_steps=cfg["warmup"])
 
 
@@ -134,6 +135,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']}; cosine to lr/10)")
     p.add_argument("--warmup", type=int, help=f"warmup steps (default {d['warmup']}, at most steps/10)")
     p.add_argument("--dropout", type=float, help=f"dropout (default {d['dropout']})")
+    p.add_argument("--no-bias", dest="bias", action="store_const", const=False, default=None,
+                   help="no biases in the projections and norms (nanoGPT's default)")
     p.add_argument("--tokenizer", choices=["char", "bpe"], help="characters (default) or byte-level BPE")
     p.add_argument("--bpe-vocab", type=int, help=f"BPE vocabulary size (default {d['bpe_vocab']})")
     p.add_argument("--text", help="train on this UTF-8 file instead of the plays (its last 10%% is validation)")

@@ -92,7 +92,11 @@ def test_errors_are_einops_errors():
     ("... d_in, d_in d_out -> ... d_out", (4,), (4, 5), (5,)),               # one example
     ("b h t e, h e d -> b t d", (2, 3, 4, 5), (3, 5, 6), (6,)),              # merge heads + b_o
     ("b t d, s d h e -> s b h t e", (2, 3, 4), (3, 4, 2, 5), (3, 1, 2, 1, 5)),  # broadcast: added after
-    ("b h q d, b h k d -> b h q k", (2, 3, 4, 5), (2, 3, 6, 5), (1, 1, 4, 6)),  # batched: added after
+    ("b h q d, b h k d -> b h q k", (2, 3, 4, 5), (2, 3, 6, 5), (1, 1, 4, 6)),  # one mask: baddbmm
+    ("b h q d, b h k d -> b h q k", (2, 3, 4, 5), (2, 3, 6, 5), (2, 1, 4, 6)),  # per example: added after
+    ("b h q d, b h k d -> b h q k", (2, 3, 4, 5), (2, 3, 6, 5), (6,)),          # per key: baddbmm
+    ("b t d, d e -> b t e", (2, 3, 4), (4, 5), (1, 1, 1, 5)),                   # more axes: added after
+    ("b t d, d e -> b t e", (2, 3, 4), (4, 5), (3, 5)),                         # per position: added after
     ("a b, b c -> a", (2, 3), (3, 4), (2,)),                                 # einops' path
 ])
 def test_plus_adds_to_the_result(pattern, sa, sb, sp):

@@ -10,6 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTES = sorted((ROOT / "notes").glob("*.md"))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 LINK = re.compile(r"\]\(\.\./((?:zerotoml|examples|test|benchmarks)/[^)#\s]+)(?:#L(\d+)(?:-L(\d+))?)?\)")
+# a link whose text names a function or class: [`forward`](../zerotoml/x.py#L3-L9)
+NAMED_LINK = re.compile(r"\[`?([A-Za-z_][A-Za-z_0-9]*)`?\]\(\.\./((?:zerotoml|examples|benchmarks)/[^)#\s]+\.py)#L(\d+)(?:-L(\d+))?\)")
 
 
 @pytest.mark.parametrize("note", NOTES, ids=lambda p: p.name)
@@ -32,6 +34,23 @@ def test_code_links_in_notes_resolve(note):
             n_lines = len(target.read_text().splitlines())
             last = int(end or start)
             assert 1 <= int(start) <= last <= n_lines, f"{note.name}: {path}#L{start}-L{end} past line {n_lines}"
+
+
+WORDS = {"code", "lines", "here", "this", "tests", "test", "the", "loop", "one", "line"}
+
+
+@pytest.mark.parametrize("note", NOTES, ids=lambda p: p.name)
+def test_links_named_after_code_point_at_it(note):
+    """``[`name`](file.py#La-Lb)`` must cover the definition or assignment of ``name`` when
+    the file defines it: moved code cannot leave the note pointing at other lines."""
+    for name, path, start, end in NAMED_LINK.findall(note.read_text()):
+        lines = (ROOT / path).read_text().splitlines()
+        defined = re.compile(rf"^\s*(?:def|class)\s+{name}\b|^\s*{name}\s*(?::[^=]*)?=[^=]")
+        if name in WORDS or not any(defined.search(line) for line in lines):
+            continue  # the text is a word, not a name in that file
+        span = lines[int(start) - 1:int(end or start)]
+        assert any(defined.search(line) or re.search(rf"\b{name}\b", line) for line in span), \
+            f"{note.name}: [{name}]({path}#L{start}-L{end}) does not show {name}"
 
 
 def validation_rows():

@@ -103,6 +103,21 @@ def _permute(x: Tensor, perm: tuple[int, ...]) -> Tensor:
     return x if perm == tuple(range(len(perm))) else x.permute(perm)
 
 
+def _matrix_shape(plus: Tensor | None, n_out: int, free_a: tuple, free_b: tuple) -> tuple | None:
+    """How ``plus`` enters one (batched) matmul's output matrix: (1, F_b) or (F_a, F_b) when
+    it is the same for every batch entry and lies along the free axes; else None."""
+    if plus is None or plus.dim() > n_out:
+        return None
+    shape = tuple(plus.shape)
+    while shape and shape[0] == 1 and len(shape) > len(free_b):
+        shape = shape[1:]
+    if free_b and shape == tuple(free_b):
+        return 1, math.prod(free_b)
+    if free_b and shape == (*free_a, *free_b):
+        return math.prod(free_a), math.prod(free_b)
+    return None
+
+
 def _run(plan, A: Tensor, B: Tensor, plus: Tensor | None) -> Tensor:
     perm_a, perm_b, nb, na, nc, perm_o = plan
     A, B = _permute(A, perm_a), _permute(B, perm_b)
@@ -111,16 +126,15 @@ def _run(plan, A: Tensor, B: Tensor, plus: Tensor | None) -> Tensor:
     K = math.prod(A.shape[nb + na:])
     if not free_a and not free_b:  # no matrix left: a product and a sum over κ (not 1 x 1 matmuls)
         C = A * B if not nc else (A.reshape(*batch, K) * B.reshape(*batch, K)).sum(dim=-1)
+        return C if plus is None else C + plus
+    A = A.reshape(math.prod(batch), math.prod(free_a), K) if nb else A.reshape(math.prod(free_a), K)
+    B = B.reshape(math.prod(batch), K, math.prod(free_b)) if nb else B.reshape(K, math.prod(free_b))
+    P = _matrix_shape(plus, nb + na + len(free_b), free_a, free_b) if perm_o is None else None
+    if P is not None:
+        # C[β, i, j] = P[i, j] + Σ_κ A[β, i, κ] B[β, κ, j]: the sum inside the product's kernel
+        C = torch.baddbmm(plus.reshape(1, *P), A, B) if nb else torch.addmm(plus.reshape(P), A, B)
+        return C.reshape((*batch, *free_a, *free_b))
     # C[β, i, j] = Σ_κ A[β, i, κ] B[β, κ, j]
-    elif nb:
-        C = torch.matmul(A.reshape(math.prod(batch), math.prod(free_a), K),
-                         B.reshape(math.prod(batch), K, math.prod(free_b)))
-    elif plus is not None and perm_o is None and tuple(plus.shape) == tuple(free_b) and free_b:
-        # C[i, j] = b[j] + Σ_κ A[i, κ] B[κ, j]: one kernel for the product and the sum
-        C = torch.addmm(plus.reshape(-1), A.reshape(math.prod(free_a), K), B.reshape(K, math.prod(free_b)))
-        return C.reshape((*free_a, *free_b))
-    else:
-        C = torch.matmul(A.reshape(math.prod(free_a), K), B.reshape(K, math.prod(free_b)))
-    C = C.reshape((*batch, *free_a, *free_b))
+    C = torch.matmul(A, B).reshape((*batch, *free_a, *free_b))
     C = C if perm_o is None else C.permute(perm_o)
     return C if plus is None else C + plus

@@ -328,8 +328,8 @@ def value_and_grad(f: Callable[..., torch.Tensor], model: T, *args, **kwargs) ->
     for x in xs:
         g = next(gs) if x.requires_grad else None
         grads.append(torch.zeros_like(x) if g is None else g)
-    g_model = map_tensors(lambda t, k: None, model, kind=_BUFFER)
-    return out.detach(), replace_params(g_model, grads)
+    it = iter(grads)  # one pass: parameters become their gradients, buffers None
+    return out.detach(), map_tensors(lambda t, k: next(it) if k == _PARAM else None, model)
 
 
 def grad(f: Callable[..., torch.Tensor], model: T, *args, **kwargs) -> T:

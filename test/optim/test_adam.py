@@ -51,6 +51,22 @@ def test_adam_matches_torch(ours, theirs, lr, betas, eps, weight_decay, amsgrad,
     assert_optimizer_matches_torch(ours.init(model, **kw), model, theirs, seed=seed, **kw)
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)], ids=["Adam", "AdamW"])
+def test_decay_on_some_parameters_matches_torch_parameter_groups(ours, theirs, amsgrad):
+    """decay(name, p) = p.dim() >= 2: torch's two groups, the second with weight_decay 0."""
+    model = linear(3)
+
+    def two_groups(ps, **kw):
+        return theirs([{"params": [p for p in ps if p.dim() >= 2]},
+                       {"params": [p for p in ps if p.dim() < 2], "weight_decay": 0.0}], **kw)
+
+    kw = dict(lr=3e-2, betas=(0.9, 0.99), weight_decay=0.3, amsgrad=amsgrad)
+    opt = ours.init(model, decay=lambda name, p: p.dim() >= 2, **kw)
+    assert opt.decay == (True, False)  # W decays, b does not
+    assert_optimizer_matches_torch(opt, model, two_groups, **kw)
+
+
 @pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)], ids=["Adam", "AdamW"])
 def test_adam_lr_override_matches_torch(ours, theirs):
     model = linear()

@@ -21,15 +21,15 @@ f64 = torch.float64
 class TorchGPT(nn.Module):
     """GPT-2 written with torch.nn parts; the head is the token table (tied)."""
 
-    def __init__(self, vocab, n_positions, d, n_layer, n_head):
+    def __init__(self, vocab, n_positions, d, n_layer, n_head, bias=True):
         super().__init__()
         self.wte = nn.Embedding(vocab, d)
         self.wpe = nn.Embedding(n_positions, d)
         self.drop = nn.Dropout(0.0)
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(d, n_head, 4 * d, dropout=0.0, activation=nn.GELU(approximate="tanh"),
-                                       batch_first=True, norm_first=True) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(d)
+                                       batch_first=True, norm_first=True, bias=bias) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d, bias=bias)
 
     def forward(self, idx):
         t = idx.shape[1]
@@ -45,9 +45,9 @@ def from_torch(module: TorchGPT) -> GPT:
                [from_torch(b) for b in module.blocks], from_torch(module.ln_f))
 
 
-def torch_gpt(seed=0, vocab=11, n_positions=12, d=8, n_layer=2, n_head=2):
+def torch_gpt(seed=0, vocab=11, n_positions=12, d=8, n_layer=2, n_head=2, bias=True):
     torch.manual_seed(seed)
-    m = TorchGPT(vocab, n_positions, d, n_layer, n_head).double()
+    m = TorchGPT(vocab, n_positions, d, n_layer, n_head, bias).double()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in m.parameters():
@@ -60,6 +60,21 @@ def test_gpt_matches_torch(seed, t, n_layer, n_head):
     module = torch_gpt(seed, n_layer=n_layer, n_head=n_head)
     idx = torch.randint(0, 11, (2, t), generator=torch.Generator().manual_seed(seed))
     assert_matches_torch(module, [idx])
+
+
+def test_gpt_without_biases_matches_torch_and_its_cache():
+    """bias=False (nanoGPT's default): no bias in any projection or norm, level 3 against
+    torch's bias=False layers, and the KV cache still equals the full forward."""
+    module = torch_gpt(3, bias=False)
+    idx = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(3))
+    assert_matches_torch(module, [idx])
+    m = GPT.init(11, 12, 8, 2, 2, dropout=0.0, bias=False, generator=torch.Generator().manual_seed(4), dtype=f64)
+    assert param_count(GPT.init(11, 12, 8, 2, 2, dtype=f64)) - param_count(m) == 2 * (3 * 8 + 8 + 4 * 8 + 8 + 2 * 8) + 8
+    full = forward(m, idx)
+    logits, cache = forward(m, idx[:, :4], KVCache.init(m, 2))
+    for i in (4, 5):
+        step_logits, cache = forward(m, idx[:, i:i + 1], cache)
+        torch.testing.assert_close(step_logits[:, 0], full[:, i], atol=1e-12, rtol=1e-12)
 
 
 def test_gpt_loss_is_the_cross_entropy_of_its_logits():

@@ -117,7 +117,8 @@ def _softmax_value(x, dim):
 
 def softmax_vjp(g: Tensor, p: Tensor, dim: int = -1) -> Tensor:
     """∂/∂x_j Σ_i g_i p_i = p_j (g_j − Σ_i g_i p_i): the softmax's vector-Jacobian product."""
-    return p * (g - torch.sum(g * p, dim=dim, keepdim=True))
+    gp = g * p
+    return torch.addcmul(gp, p, torch.sum(gp, dim=dim, keepdim=True), value=-1)  # p g − p Σ g p
 
 
 _log_softmax = derived(_log_softmax_value, _log_softmax_vjp)

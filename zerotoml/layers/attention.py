@@ -81,10 +81,10 @@ def heads(x: Float[Tensor, "b t d_in"], W: Float[Tensor, "d_in h d_head"],
 def self_heads(x: Float[Tensor, "b t d"], m: MultiheadAttention) -> tuple[Tensor, Tensor, Tensor]:
     """Self-attention's Q, K and V from one einsum over the three stacked projections (one
     matmul of width 3 h d_head instead of three): the same numbers as three `heads` calls."""
-    W = torch.stack([m.W_q, m.W_k, m.W_v])
-    y = einsum(x, W, "b t d, s d h d_head -> s b h t d_head")
-    if m.b_q is not None:
-        y = y + rearrange(torch.stack([m.b_q, m.b_k, m.b_v]), "s h d_head -> s 1 h 1 d_head")
+    W = torch.stack([m.W_q, m.W_k, m.W_v], dim=1)  # d s h d_head, contiguous: no copy for the matmul
+    b = None if m.b_q is None else torch.stack([m.b_q, m.b_k, m.b_v])
+    y = einsum(x, W, "b t d, d s h d_head -> b t s h d_head", plus=b)  # one addmm
+    y = rearrange(y, "b t s h d_head -> s b h t d_head")
     return y.unbind(0)
 
 
@@ -179,8 +179,9 @@ def attend(q: Float[Tensor, "b h q d_head"], k: Float[Tensor, "b h k d_head"], v
     if kernels.FUSED if fused is None else fused:  # the opt-in fast path (zerotoml/kernels.py)
         return _fused(q, k, v, mask, p), None
     # Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V            (eq. 1), d_k = d_head
-    s = einsum(q * (1 / math.sqrt(d_head)), k, "b h q d_head, b h k d_head -> b h q k")  # scale the smaller
-    w = _softmax(s if mask is None else s + mask)
+    # (the smaller q scaled; a mask alike for every example and head is added inside the matmul)
+    s = einsum(q * (1 / math.sqrt(d_head)), k, "b h q d_head, b h k d_head -> b h q k", plus=mask)
+    w = _softmax(s)
     if p > 0:
         w = forward(dropout, w, generator=generator)
     o = einsum(w, v, "b h q k, b h k d_v -> b h q d_v")

@@ -77,7 +77,7 @@ def _layer_norm_vjp(g, y, extras, x, w, b, eps, k):
     x̂, r = extras
     gx̂ = (g if w is None else g * w).reshape(x̂.shape)
     # (row sums as reductions of a product: as einsums they become thousands of 1 x n matmuls)
-    gx = r * (gx̂ - gx̂.mean(dim=-1, keepdim=True) - x̂ * (gx̂ * x̂).mean(dim=-1, keepdim=True))
+    gx = torch.addcmul(gx̂ - gx̂.mean(dim=-1, keepdim=True), x̂, (gx̂ * x̂).mean(dim=-1, keepdim=True), value=-1) * r
     gw = gb = None
     if w is not None:  # ∂L/∂gain = Σ_rows g ⊙ x̂,  ∂L/∂b = Σ_rows g
         gw = (g.reshape(x̂.shape) * x̂).reshape(-1, w.numel()).sum(dim=0).reshape(w.shape)

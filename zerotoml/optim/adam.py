@@ -10,13 +10,14 @@ Note: notes/optimizers.md#adam-and-adamw
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 from ..generic import method, step
 from ..shapes import Int, Tensor
 from ..tree import buffer, struct
-from .state import params_and_grads, step_counter, zeros_like_params
+from .state import decay_mask, params_and_grads, step_counter, zeros_like_params
 
 
 def _check(name: str, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
@@ -41,17 +42,22 @@ class Adam:
     v: list[Tensor] = buffer(default_factory=list)  # second raw moments
     amsgrad: bool = False
     v_max: list[Tensor] = buffer(default_factory=list)  # max of v so far, only with amsgrad
+    decay: tuple[bool, ...] | None = None  # which parameters weight_decay applies to (None: all)
 
     def __post_init__(self):
         _check("Adam", self.lr, self.betas, self.eps, self.weight_decay)
 
     @classmethod
     def init(cls, model: object, *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-             eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> Adam:
-        """An Adam optimizer for ``model``; m, v (and v_max) are zeros like the parameters."""
+             eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
+             decay: Callable[[str, Tensor], bool] | None = None) -> Adam:
+        """An Adam optimizer for ``model``; m, v (and v_max) are zeros like the parameters.
+        ``decay(name, parameter)`` picks the parameters ``weight_decay`` applies to (torch.optim's
+        two parameter groups); e.g. ``lambda name, p: p.dim() >= 2`` decays the weight matrices
+        and embeddings but not the biases and norm gains, as GPT-2 and nanoGPT do."""
         return cls(lr, tuple(betas), eps, weight_decay, t=step_counter(), m=zeros_like_params(model),
                    v=zeros_like_params(model), amsgrad=amsgrad,
-                   v_max=zeros_like_params(model) if amsgrad else [])
+                   v_max=zeros_like_params(model) if amsgrad else [], decay=decay_mask(model, decay))
 
 
 @struct
@@ -68,17 +74,22 @@ class AdamW:
     v: list[Tensor] = buffer(default_factory=list)
     amsgrad: bool = False
     v_max: list[Tensor] = buffer(default_factory=list)
+    decay: tuple[bool, ...] | None = None  # which parameters weight_decay applies to (None: all)
 
     def __post_init__(self):
         _check("AdamW", self.lr, self.betas, self.eps, self.weight_decay)
 
     @classmethod
     def init(cls, model: object, *, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-             eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False) -> AdamW:
-        """An AdamW optimizer for ``model``; m, v (and v_max) are zeros like the parameters."""
+             eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False,
+             decay: Callable[[str, Tensor], bool] | None = None) -> AdamW:
+        """An AdamW optimizer for ``model``; m, v (and v_max) are zeros like the parameters.
+        ``decay(name, parameter)`` picks the parameters ``weight_decay`` applies to (torch.optim's
+        two parameter groups); e.g. ``lambda name, p: p.dim() >= 2`` decays the weight matrices
+        and embeddings but not the biases and norm gains, as GPT-2 and nanoGPT do."""
         return cls(lr, tuple(betas), eps, weight_decay, t=step_counter(), m=zeros_like_params(model),
                    v=zeros_like_params(model), amsgrad=amsgrad,
-                   v_max=zeros_like_params(model) if amsgrad else [])
+                   v_max=zeros_like_params(model) if amsgrad else [], decay=decay_mask(model, decay))
 
 
 def _adam(opt: Adam | AdamW, model: object, grads: object, lr: float | None, decoupled: bool) -> object:
@@ -88,16 +99,17 @@ def _adam(opt: Adam | AdamW, model: object, grads: object, lr: float | None, dec
         # t ← t + 1
         opt.t.add_(1)
         t = int(opt.t)
+        λs = [λ] * len(ps) if opt.decay is None else [λ if d else 0.0 for d in opt.decay]
         if opt.amsgrad or any(p.is_complex() for p in ps):
-            _adam_loop(opt, ps, gs, α, β1, β2, ε, λ, t, decoupled)
+            _adam_loop(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
         else:
-            _adam_all(opt.m, opt.v, ps, gs, α, β1, β2, ε, λ, t, decoupled)
+            _adam_all(opt.m, opt.v, ps, gs, α, β1, β2, ε, λs, t, decoupled)
     return model
 
 
-def _adam_loop(opt, ps, gs, α, β1, β2, ε, λ, t, decoupled) -> None:
-    """The update one parameter at a time, as the papers list it."""
-    for i, (θ, g) in enumerate(zip(ps, gs)):
+def _adam_loop(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled) -> None:
+    """The update one parameter at a time, as the papers list it (λs: each one's decay)."""
+    for i, (θ, g, λ) in enumerate(zip(ps, gs, λs)):
         m, v = opt.m[i], opt.v[i]
         if λ != 0 and not decoupled:
             # Adam with L2 (Algorithm 2, line 6): g_t ← ∇f_t(θ_{t−1}) + λ θ_{t−1}
@@ -121,14 +133,17 @@ def _adam_loop(opt, ps, gs, α, β1, β2, ε, λ, t, decoupled) -> None:
         θ.addcdiv_(m, denom, value=-α / (1 - β1**t))
 
 
-def _adam_all(ms, vs, ps, gs, α, β1, β2, ε, λ, t, decoupled) -> None:
+def _adam_all(ms, vs, ps, gs, α, β1, β2, ε, λs, t, decoupled) -> None:
     """`_adam_loop`'s update, line for line, on all parameters at once: each
     ``torch._foreach_*`` op applies one line to every tensor of its lists (the multi-tensor
     form torch.optim uses), one Python call per line instead of one per line and parameter."""
-    if λ != 0 and not decoupled:
-        gs = torch._foreach_add(gs, ps, alpha=λ)        # g_t ← g_t + λ θ_{t−1}
-    if λ != 0 and decoupled:
-        torch._foreach_mul_(ps, 1 - α * λ)             # θ ← (1 − lr · λ) θ
+    decayed = [i for i, λ in enumerate(λs) if λ != 0]
+    if decayed and not decoupled:                       # g_t ← g_t + λ θ_{t−1}
+        gs = list(gs)
+        for i in decayed:
+            gs[i] = gs[i].add(ps[i], alpha=λs[i])
+    if decayed and decoupled:                           # θ ← (1 − lr · λ) θ
+        torch._foreach_mul_([ps[i] for i in decayed], 1 - α * λs[decayed[0]])
     torch._foreach_mul_(ms, β1)                         # m_t ← β1 m_{t−1} + (1 − β1) g_t
     torch._foreach_add_(ms, gs, alpha=1 - β1)
     torch._foreach_mul_(vs, β2)                         # v_t ← β2 v_{t−1} + (1 − β2) g_t²

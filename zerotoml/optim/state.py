@@ -85,3 +85,11 @@ def _explain(opt: Any, model: Any, grads: Any, state: tuple[str, ...]) -> None:
                     f"for another model: {make}"
                 )
     raise AssertionError(f"{who}: grads and state fit the model")  # unreachable
+
+
+def decay_mask(model: Any, decay: Any) -> tuple[bool, ...] | None:
+    """``decay(name, parameter)`` for every parameter of ``model`` in `params` order, or None
+    (decay everything) when ``decay`` is None."""
+    if decay is None:
+        return None
+    return tuple(bool(decay(name, p)) for name, p in named_params(model).items())

@@ -150,5 +150,5 @@ def loss(m: EncoderDecoder, src: Int[Tensor, "b s"], tgt_in: Int[Tensor, "b t"],
     same sequence shifted left by one). The paper trains with label_smoothing=0.1 (§5.4)."""
     z = forward(m, src, tgt_in, src_key_padding_mask=src_key_padding_mask,
                 tgt_key_padding_mask=tgt_key_padding_mask, generator=generator)
-    return cross_entropy(rearrange(z, "b t vocab -> b vocab t"), tgt_out, ignore_index=ignore_index,
-                         label_smoothing=label_smoothing)
+    return cross_entropy(rearrange(z, "b t vocab -> (b t) vocab"), rearrange(tgt_out, "b t -> (b t)"),
+                         ignore_index=ignore_index, label_smoothing=label_smoothing)

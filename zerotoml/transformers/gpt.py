@@ -46,10 +46,12 @@ class GPT:
     @classmethod
     def init(cls, vocab_size: int, n_positions: int = 1024, d_model: int = 768, n_layer: int = 12,
              n_head: int = 12, dim_feedforward: int | None = None, dropout: float = 0.1,
-             layer_norm_eps: float = 1e-5, *, generator=None, device=None, dtype=None) -> GPT:
+             layer_norm_eps: float = 1e-5, bias: bool = True, *, generator=None, device=None,
+             dtype=None) -> GPT:
         """GPT-2's initialiser: every weight N(0, 0.02²), the residual projections (attention
         output, second feed-forward layer) N(0, (0.02/sqrt(2 n_layer))²), biases zero, norms one.
-        GELU with the tanh approximation, as GPT-2."""
+        GELU with the tanh approximation, as GPT-2. ``bias=False`` drops every bias of the
+        projections and the norms (nanoGPT's default)."""
         d_ff = 4 * d_model if dim_feedforward is None else dim_feedforward
         h, dh = n_head, d_model // n_head
         if d_model % n_head:
@@ -57,20 +59,20 @@ class GPT:
         kw = dict(device=device, dtype=dtype)
         σ, σ_res = 0.02, 0.02 / math.sqrt(2 * n_layer)
         N = lambda std, *s: torch.randn(*s, generator=generator, **kw) * std  # noqa: E731
-        Z = lambda *s: torch.zeros(*s, **kw)  # noqa: E731
+        Z = lambda *s: torch.zeros(*s, **kw) if bias else None  # noqa: E731
 
         def block() -> EncoderLayer:
             attn = MultiheadAttention(N(σ, d_model, h, dh), N(σ, d_model, h, dh), N(σ, d_model, h, dh),
                                       N(σ_res, h, dh, d_model), Z(h, dh), Z(h, dh), Z(h, dh), Z(d_model),
                                       Dropout(dropout))
-            norm = lambda: LayerNorm.init(d_model, eps=layer_norm_eps, **kw)  # noqa: E731
+            norm = lambda: LayerNorm.init(d_model, eps=layer_norm_eps, bias=bias, **kw)  # noqa: E731
             ffn1, ffn2 = Linear(N(σ, d_model, d_ff), Z(d_ff)), Linear(N(σ_res, d_ff, d_model), Z(d_model))
             drops = (Dropout(dropout), Dropout(dropout), Dropout(dropout))
             return EncoderLayer(attn, ffn1, ffn2, norm(), norm(), GELU("tanh"), *drops, norm_first=True)
 
         return cls(Embedding(N(σ, vocab_size, d_model)), LearnedPositions(Embedding(N(σ, n_positions, d_model))),
                    Dropout(dropout), [block() for _ in range(n_layer)],
-                   LayerNorm.init(d_model, eps=layer_norm_eps, **kw))
+                   LayerNorm.init(d_model, eps=layer_norm_eps, bias=bias, **kw))
 
 
 @struct
@@ -144,4 +146,5 @@ def loss(m: GPT, idx: Int[Tensor, "b t"], targets: Int[Tensor, "b t"], *, ignore
     """Mean next-token cross-entropy: ``targets`` is ``idx`` shifted left by one."""
     z = forward(m, idx, generator=generator)
     # L = −1/N Σ_i log P(u_i | u_<i)
-    return cross_entropy(rearrange(z, "b t vocab -> b vocab t"), targets, ignore_index=ignore_index)
+    return cross_entropy(rearrange(z, "b t vocab -> (b t) vocab"), rearrange(targets, "b t -> (b t)"),
+                         ignore_index=ignore_index)
