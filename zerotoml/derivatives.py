@@ -41,9 +41,13 @@ class _HandDerived(torch.autograd.Function):
         inputs = iter(saved[:ctx.n])
         args = [next(inputs) if isinstance(a, Tensor) else a for a in ctx.args]
         y, extras = saved[ctx.n], saved[ctx.n + 1:]
-        if torch.is_grad_enabled():  # create_graph=True: y and the extras as functions of the inputs
-            y, extras = value(*args)
-        grads = vjp(g, y, extras, *args)
+        if torch.is_grad_enabled():
+            # create_graph=True: y and the extras as functions of the inputs, and the in-place
+            # updates of value and vjp turned into plain operations that autograd can follow
+            y, extras = torch.func.functionalize(value)(*args)
+            grads = torch.func.functionalize(vjp)(g, y, extras, *args)
+        else:
+            grads = vjp(g, y, extras, *args)
         return (None, None, *(gr if need else None for gr, need in zip(grads, ctx.needs_input_grad[2:])))
 
 

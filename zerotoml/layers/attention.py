@@ -158,8 +158,8 @@ def _softmax_value(s: Float[Tensor, "*rows k"]):
     # a live row has max m finite and Σ_k e^{s_k − m} ≥ e^0 = 1; a dead row has m = −inf:
     # clamping m to the lowest float gives e = 0, and clamping the sum to 1 gives weights 0
     m = torch.amax(s, dim=-1, keepdim=True).clamp_min(torch.finfo(s.dtype).min)
-    e = torch.exp(s - m)  # e^{-inf} = 0 for masked keys
-    return e / torch.sum(e, dim=-1, keepdim=True).clamp_min(1.0), ()
+    e = (s - m).exp_()  # e^{-inf} = 0 for masked keys
+    return e.div_(torch.sum(e, dim=-1, keepdim=True).clamp_min(1.0)), ()
 
 
 # the softmax's vector-Jacobian product p ⊙ (g − Σ_k g p), written out (notes/layers.md#hand-derived-gradients)

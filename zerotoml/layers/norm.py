@@ -63,7 +63,7 @@ def _layer_norm_value(x, w, b, eps, k):
     # μ = 1/H Σ_i a_i,  σ = sqrt(1/H Σ_i (a_i − μ)²)        (Ba et al. eq. 3: biased variance)
     d = a - a.mean(dim=-1, keepdim=True)
     r = torch.rsqrt((d * d).mean(dim=-1, keepdim=True) + eps)  # (torch.var_mean: ~30x slower here)
-    x̂ = d * r
+    x̂ = d.mul_(r)  # (in place: notes/layers.md#hand-derived-gradients)
     # y = g ⊙ (a − μ) / σ + b,  σ = sqrt(σ² + ε)           (the gain g and bias b of eq. 4)
     y = x̂.reshape(x.shape)
     if w is not None and b is not None:
@@ -77,7 +77,7 @@ def _layer_norm_vjp(g, y, extras, x, w, b, eps, k):
     x̂, r = extras
     gx̂ = (g if w is None else g * w).reshape(x̂.shape)
     # (row sums as reductions of a product: as einsums they become thousands of 1 x n matmuls)
-    gx = torch.addcmul(gx̂ - gx̂.mean(dim=-1, keepdim=True), x̂, (gx̂ * x̂).mean(dim=-1, keepdim=True), value=-1) * r
+    gx = (gx̂ - gx̂.mean(dim=-1, keepdim=True)).addcmul_(x̂, (gx̂ * x̂).mean(dim=-1, keepdim=True), value=-1).mul_(r)
     gw = gb = None
     if w is not None:  # ∂L/∂gain = Σ_rows g ⊙ x̂,  ∂L/∂b = Σ_rows g
         gw = (g.reshape(x̂.shape) * x̂).reshape(-1, w.numel()).sum(dim=0).reshape(w.shape)
