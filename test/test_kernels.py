@@ -4,12 +4,13 @@ gradients (float64, 1e-12), and the switch reads its environment variables stric
 import pytest
 import torch
 
-from zerotoml import forward, kernels, loss, value_and_grad
+from zerotoml import forward, kernels, loss, step, value_and_grad
 from zerotoml.kernels import read_switch
 from zerotoml.layers.activation import gelu
 from zerotoml.layers.norm import LayerNorm
 from zerotoml.losses import cross_entropy
 from zerotoml.transformers import GPT
+from zerotoml.tree import params as zt_params, replace_params as zt_replace
 
 f64 = torch.float64
 
@@ -71,3 +72,25 @@ def test_switch_reads_its_variables(monkeypatch):
     monkeypatch.setenv("ZEROTOML_FUSED", "fast")
     with pytest.raises(ValueError, match="ZEROTOML_FUSED='fast': expected 1/0"):
         read_switch("ZEROTOML_FUSED")
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_fused_adam_steps_equal_the_default_path(name, amsgrad, monkeypatch):
+    """torch's fused kernel against the listing of notes/optimizers.md, float64, with a decay
+    mask (two parameter groups), over five steps."""
+    import zerotoml.optim as optim
+
+    cls = getattr(optim, name)
+    results = []
+    for fused in (False, True):
+        monkeypatch.setattr(kernels, "FUSED", fused)
+        m = GPT.init(11, 8, 16, 1, 2, dropout=0.0, generator=torch.Generator().manual_seed(5), dtype=f64)
+        opt = cls.init(m, lr=0.01, weight_decay=0.1, amsgrad=amsgrad, decay=lambda n, p: p.dim() >= 2)
+        g = torch.Generator().manual_seed(6)
+        for _ in range(5):
+            grads = zt_replace(m, [torch.randn(p.shape, generator=g, dtype=f64) for p in zt_params(m)])
+            m = step(opt, m, grads)
+        results.append(zt_params(m))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)

@@ -130,12 +130,25 @@ def _value_holds_tensors(v: Any) -> bool:
 
 def _children(obj: Any) -> Iterator[tuple[str, str, Any]]:
     """(name, kind, value) for the fields of a struct that hold tensors."""
-    for name, kind in _field_kinds(type(obj)):
+    for name, kind in _live_fields(type(obj)):
         value = getattr(obj, name)
         if kind == _BY_VALUE:
-            kind = _PARAM if _value_holds_tensors(value) else _STATIC
-        if kind != _STATIC:
-            yield name, kind, value
+            if not _value_holds_tensors(value):
+                continue
+            kind = _PARAM
+        yield name, kind, value
+
+
+_live_cache: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _live_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """`_field_kinds` without the static fields: what a traversal visits (cached per class)."""
+    try:
+        return _live_cache[cls]
+    except KeyError:
+        _live_cache[cls] = tuple((n, k) for n, k in _field_kinds(cls) if k != _STATIC)
+        return _live_cache[cls]
 
 
 # ----------------------------------------------------------------------- struct
@@ -209,13 +222,16 @@ def named_tensors(obj: Any, prefix: str = "", *, kind: str | None = None) -> Ite
 
 def _param_leaves(obj: Any, out: list) -> list:
     """`params` without building names: it runs at every training step."""
-    if isinstance(obj, torch.Tensor):
-        out.append(obj)
-    elif type(obj) in _STRUCTS:
-        for _, kind, value in _children(obj):
+    t = type(obj)
+    if t in _STRUCTS:
+        for name, kind in _live_fields(t):
             if kind != _BUFFER:
-                _param_leaves(value, out)
-    elif isinstance(obj, (list, tuple)):
+                value = getattr(obj, name)
+                if kind != _BY_VALUE or _value_holds_tensors(value):
+                    _param_leaves(value, out)
+    elif isinstance(obj, torch.Tensor):
+        out.append(obj)
+    elif t is list or t is tuple or isinstance(obj, (list, tuple)):
         for value in obj:
             _param_leaves(value, out)
     elif isinstance(obj, dict):
@@ -250,16 +266,20 @@ def map_tensors(fn: Callable[[torch.Tensor, str], Any], obj: Any, *, kind: str |
 
 
 def _map(fn, obj, want, inherited):
+    t = type(obj)
+    if t in _STRUCTS:
+        new = object.__new__(t)
+        new.__dict__.update(obj.__dict__)
+        for name, kind in _live_fields(t):
+            value = getattr(obj, name)
+            if kind == _BY_VALUE and not _value_holds_tensors(value):
+                continue
+            sub = _BUFFER if (kind == _BUFFER or inherited == _BUFFER) else None
+            object.__setattr__(new, name, _map(fn, value, want, sub))
+        return new
     if isinstance(obj, torch.Tensor):
         k = inherited or _PARAM
         return fn(obj, k) if (want is None or want == k) else obj
-    if type(obj) in _STRUCTS:
-        new = object.__new__(type(obj))
-        new.__dict__.update(obj.__dict__)
-        for name, k, value in _children(obj):
-            sub = _BUFFER if (k == _BUFFER or inherited == _BUFFER) else None
-            object.__setattr__(new, name, _map(fn, value, want, sub))
-        return new
     if isinstance(obj, list):
         return [_map(fn, v, want, inherited) for v in obj]
     if isinstance(obj, tuple):
@@ -316,9 +336,13 @@ def value_and_grad(f: Callable[..., torch.Tensor], model: T, *args, **kwargs) ->
     """``(f(model, *args), ∂f/∂model)``: the gradient is a struct of the same type as
     ``model`` holding one gradient per parameter and ``None`` in buffer fields.
     Parameters that do not reach the output get zeros."""
-    ps = params(model)
-    xs = [p.detach().requires_grad_(p.is_floating_point() or p.is_complex()) for p in ps]
-    out = f(replace_params(model, xs), *args, **kwargs)
+    xs: list[torch.Tensor] = []
+
+    def leaf(p: torch.Tensor, _kind: str) -> torch.Tensor:  # one pass: collect and replace
+        xs.append(p.detach().requires_grad_(p.is_floating_point() or p.is_complex()))
+        return xs[-1]
+
+    out = f(map_tensors(leaf, model, kind=_PARAM), *args, **kwargs)
     if not isinstance(out, torch.Tensor) or out.numel() != 1:
         raise ValueError(f"value_and_grad: f must return a scalar tensor, got {type(out).__name__}"
                          + (f" of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else ""))

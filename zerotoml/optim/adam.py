@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from .. import kernels
 from ..generic import method, step
 from ..shapes import Int, Tensor
 from ..tree import buffer, struct
@@ -100,7 +101,9 @@ def _adam(opt: Adam | AdamW, model: object, grads: object, lr: float | None, dec
         opt.t.add_(1)
         t = int(opt.t)
         λs = [λ] * len(ps) if opt.decay is None else [λ if d else 0.0 for d in opt.decay]
-        if opt.amsgrad or any(p.is_complex() for p in ps):
+        if kernels.FUSED and not any(p.is_complex() for p in ps):  # the opt-in fast path (zerotoml/kernels.py)
+            _adam_fused(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
+        elif opt.amsgrad or any(p.is_complex() for p in ps):
             _adam_loop(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
         else:
             _adam_all(opt.m, opt.v, ps, gs, α, β1, β2, ε, λs, t, decoupled)
@@ -153,6 +156,18 @@ def _adam_all(ms, vs, ps, gs, α, β1, β2, ε, λs, t, decoupled) -> None:
     torch._foreach_add_(denom, ε)
     torch._foreach_addcdiv_(ps, ms, denom, value=-α / (1 - β1**t))  # θ_t ← θ_{t−1} − α/(1 − β1^t) m_t / denom
 
+
+
+def _adam_fused(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled) -> None:
+    """torch's fused Adam/AdamW kernel (what torch.optim's ``fused=True`` calls): the same update,
+    one kernel per parameter group; the parameters with and without decay are two groups."""
+    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
+    for λ in sorted(set(λs)):
+        idx = [i for i, x in enumerate(λs) if x == λ]
+        step_t = opt.t.to(dtype=torch.float32, device=ps[idx[0]].device)
+        kernel([ps[i] for i in idx], [gs[i] for i in idx], [opt.m[i] for i in idx], [opt.v[i] for i in idx],
+               [opt.v_max[i] for i in idx] if opt.amsgrad else [], [step_t] * len(idx), lr=α, beta1=β1,
+               beta2=β2, weight_decay=λ, eps=ε, amsgrad=opt.amsgrad, maximize=False)
 
 @method
 def step(opt: Adam, model: object, grads: object, *, lr: float | None = None) -> object:
