@@ -8,6 +8,7 @@ from einops import pack, rearrange, reduce, unpack
 
 from .. import kernels
 from ..derivatives import derived
+from ..einsum import einsum
 from ..generic import forward, from_torch, method
 from ..shapes import Float, Int, Tensor
 from ..tree import buffer, struct
@@ -75,14 +76,24 @@ def _layer_norm_value(x, w, b, eps, k):
 def _layer_norm_vjp(g, y, extras, x, w, b, eps, k):
     # x̂ = (a − μ) r, r = 1/σ:  ∂L/∂a = r (ĝ − mean(ĝ) − x̂ mean(ĝ x̂)),  ĝ = g ⊙ gain
     x̂, r = extras
-    gx̂ = (g if w is None else g * w).reshape(x̂.shape)
-    # (row sums as reductions of a product: as einsums they become thousands of 1 x n matmuls)
-    gx = (gx̂ - gx̂.mean(dim=-1, keepdim=True)).addcmul_(x̂, (gx̂ * x̂).mean(dim=-1, keepdim=True), value=-1).mul_(r)
+    g = g.reshape(x̂.shape)
+    H = x̂.shape[-1]
+    gx̂_x̂ = g * x̂  # g ⊙ x̂: its row sums with the gain give mean(ĝ x̂), its column sums ∂L/∂gain
+    if w is None:
+        gx̂, m2 = g.clone(), gx̂_x̂.mean(dim=-1, keepdim=True)
+        m1 = g.mean(dim=-1, keepdim=True)
+    else:
+        w_ = w.reshape(H)
+        gx̂ = g * w_
+        # mean_n(g w) and mean_n(g x̂ w): row dot products with the gain, one matmul each
+        m1 = einsum(g, w_, "... n, n -> ...").unsqueeze(-1) / H
+        m2 = einsum(gx̂_x̂, w_, "... n, n -> ...").unsqueeze(-1) / H
+    gx = gx̂.sub_(m1).addcmul_(x̂, m2, value=-1).mul_(r)
     gw = gb = None
     if w is not None:  # ∂L/∂gain = Σ_rows g ⊙ x̂,  ∂L/∂b = Σ_rows g
-        gw = (g.reshape(x̂.shape) * x̂).reshape(-1, w.numel()).sum(dim=0).reshape(w.shape)
+        gw = gx̂_x̂.reshape(-1, H).sum(dim=0).reshape(w.shape)
     if b is not None:
-        gb = g.reshape(-1, b.numel()).sum(dim=0).reshape(b.shape)
+        gb = g.reshape(-1, H).sum(dim=0).reshape(b.shape)
     return gx.reshape(x.shape), gw, gb, None, None
 
 
