@@ -10,7 +10,9 @@ is tested equal to the default path (values and gradients, float64).
   (zerotoml/layers/attention.py),
 - F.layer_norm for `LayerNorm` (zerotoml/layers/norm.py),
 - F.gelu for `gelu` (zerotoml/layers/activation.py),
-- F.cross_entropy for `cross_entropy` (zerotoml/losses.py).
+- F.cross_entropy for `cross_entropy` (zerotoml/losses.py),
+- torch's fused Adam/AdamW kernel (what torch.optim's ``fused=True`` runs) for `Adam` and
+  `AdamW` (zerotoml/optim/adam.py).
 
 Set it before a run (environment) or at run time (``zerotoml.kernels.FUSED = True``); the
 layers read it at every call. Convolutions have their own switch,

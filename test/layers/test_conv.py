@@ -148,8 +148,8 @@ def test_fast_switch_reads_the_environment(monkeypatch):
 @given(n=st.integers(1, 3), k=st.integers(1, 3), s=st.integers(1, 3), d=st.integers(1, 2),
        extra=st.integers(0, 3), seed=st.integers(0, 999))
 def test_fold_is_the_adjoint_of_the_window_view(n, k, s, d, extra, seed):
-    """<window_view(x), g> = <x, fold(g)>, and the hand-written backward equals torch's own
-    as_strided backward."""
+    """<window_view(x), g> = <x, fold(g)>, and the fold equals torch's own as_strided
+    backward and is the backward of `windows` (which the pooling layers use)."""
     g = torch.Generator().manual_seed(seed)
     shape = (2, 3, *(effective_kernel_size(k, d) + extra,) * n)
     x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
@@ -162,19 +162,63 @@ def test_fold_is_the_adjoint_of_the_window_view(n, k, s, d, extra, seed):
     torch.testing.assert_close(torch.autograd.grad(windows(x, *geometry), x, gv)[0], folded, atol=1e-12, rtol=1e-12)
 
 
-def test_conv_second_derivatives():
-    """The window adjoint is built from differentiable ops: gradgradcheck passes."""
+@pytest.mark.parametrize("groups,bias,padding", [(1, False, ((1, 0), (0, 2))), (2, True, ((2, 1), (1, 0)))])
+def test_conv_second_derivatives(groups, bias, padding):
+    """The hand-written backward is built from differentiable ops (and makes the window matrix
+    again from x when it is itself differentiated): gradgradcheck passes."""
     torch.manual_seed(0)
-    m = Conv.init(2, 3, (2, 3), stride=(2, 1), padding=((1, 0), (0, 2)), dilation=(1, 2), groups=1,
-                  dtype=torch.float64)
-    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    m = Conv.init(2 * groups, 3 * groups, (2, 3), stride=(2, 1), padding=padding, dilation=(1, 2), groups=groups,
+                  bias=bias, dtype=torch.float64)
+    x = torch.randn(2, 2 * groups, 5, 6, dtype=torch.float64, requires_grad=True)
     W = m.W.clone().requires_grad_()
+    b = None if m.b is None else m.b.clone().requires_grad_()
 
-    def f(x, W):
-        return forward(Conv(W, m.b, m.stride, m.padding, m.dilation, m.groups), x)
+    def f(x, W, *b):
+        return forward(Conv(W, b[0] if b else None, m.stride, m.padding, m.dilation, m.groups), x)
 
-    assert torch.autograd.gradcheck(f, (x, W))
-    assert torch.autograd.gradgradcheck(f, (x, W))
+    args = (x, W) if b is None else (x, W, b)
+    assert torch.autograd.gradcheck(f, args)
+    assert torch.autograd.gradgradcheck(f, args)
+
+
+@pytest.mark.parametrize("chunk,chunks", [(1, 5), (1000, 3), (2000, 2), (10**6, 1)])
+def test_a_batch_in_chunks_matches_torch(monkeypatch, chunk, chunks):
+    """A batch whose window matrix exceeds conv.CHUNK entries goes through in chunks (made
+    again in the backward): values, gradients and second derivatives are unchanged."""
+    monkeypatch.setattr(conv_module, "CHUNK", chunk)
+    torch.manual_seed(2)
+    module = torch.nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=1, dilation=(1, 2), groups=2).double()
+    x = torch.randn(5, 4, 7, 6, dtype=torch.float64)
+    # the window matrix has 5·4·(3·2)·(4·6) = 2880 entries; never more chunks than samples
+    assert conv_module._chunks(x, module.weight, (2, 1), ((1, 1), (1, 1)), (1, 2)) == chunks
+    assert_matches_torch(module, [x])
+    if chunks > 1:  # second derivatives through the chunks, on a small case
+        m = Conv.init(2, 2, (2, 2), padding=1, groups=2, dtype=torch.float64)
+        xs, W = torch.randn(3, 2, 3, 2, dtype=torch.float64, requires_grad=True), m.W.clone().requires_grad_()
+        assert torch.autograd.gradgradcheck(lambda x, W: forward(Conv(W, m.b, m.stride, m.padding, 1, 2), x), (xs, W))
+
+
+@pytest.mark.parametrize("wanted", ["x", "W", "b", "x W"])
+def test_only_the_gradients_asked_for_are_computed_and_they_match_torch(wanted):
+    """Any subset of the gradients equals torch's (the backward computes only those asked for:
+    no ∂L/∂x for a network's input, no ∂L/∂W for a frozen weight)."""
+    torch.manual_seed(1)
+    module = torch.nn.Conv2d(4, 6, 3, stride=(1, 2), padding=(2, 1), groups=2).double()
+    m = from_torch(module)
+    x = torch.randn(3, 4, 7, 8, dtype=torch.float64)
+    ours = {"x": x.clone(), "W": m.W.clone(), "b": m.b.clone()}
+    theirs = {"x": x.clone(), "W": module.weight.detach().clone(), "b": module.bias.detach().clone()}
+    for t in (*ours.values(), *theirs.values()):
+        t.requires_grad_(any(t is d[k] for d in (ours, theirs) for k in wanted.split()))
+    y = forward(Conv(ours["W"], ours["b"], m.stride, m.padding, m.dilation, m.groups), ours["x"])
+    y_torch = F.conv2d(theirs["x"], theirs["W"], theirs["b"], module.stride, module.padding, 1, 2)
+    torch.testing.assert_close(y, y_torch, atol=1e-12, rtol=1e-12)
+    δ = torch.randn_like(y)
+    names = wanted.split()
+    got = torch.autograd.grad(y, [ours[k] for k in names], δ)
+    want = torch.autograd.grad(y_torch, [theirs[k] for k in names], δ)
+    for k, a, b in zip(names, got, want):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=lambda msg, k=k: f"∂L/∂{k}: {msg}")
 
 
 def test_conv_init_is_torch_default():

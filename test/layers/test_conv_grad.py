@@ -70,8 +70,8 @@ def test_conv_weight_grad_matches_autograd(c):
 @settings(max_examples=200, deadline=None)
 @given(c=grad_configs())
 def test_autograd_through_the_einsum_conv_matches(c):
-    """The three agree: torch's autograd of F.conv, autograd through our einsum Conv, and
-    the closed forms above."""
+    """The three agree: torch's autograd of F.conv, our Conv's hand-written backward (einsums
+    over its window matrix and the fold), and the closed forms above."""
     δ, gx, gW, gb = torch_grads(c)
     x, W, b = (c[k].clone().requires_grad_() for k in ("x", "W", "b"))
     y = forward(Conv(W, b, c["stride"], c["pairs"], c["dilation"], c["groups"]), x)

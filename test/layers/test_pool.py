@@ -105,6 +105,17 @@ def test_max_pool_gradient_goes_to_the_first_of_tied_maxima_as_torch(n, data, ce
     assert_matches_torch(MAX[n](k, s, p, d, ceil_mode=ceil_mode), [x], atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("n,k,i,ceil_mode", [(2, (2, 2), (8, 6), False), (2, (2, 3), (7, 11), False),
+                                           (2, (2, 2), (7, 7), True), (1, (3,), (10,), False),
+                                           (3, (2, 1, 2), (5, 3, 4), False)])
+def test_windows_that_tile_the_input_match_torch_with_ties(n, k, i, ceil_mode):
+    """stride = kernel, no padding, no dilation: the windows are a reshape of the input (floor
+    mode cuts off the rest), reduced one window axis at a time; ties go to the first maximum."""
+    x = torch.randint(0, 3, (2, 3, *i), generator=torch.Generator().manual_seed(0)).double()
+    assert_matches_torch(MAX[n](k, ceil_mode=ceil_mode), [x], atol=1e-12, rtol=1e-12)
+    assert_matches_torch(AVG[n](k, ceil_mode=ceil_mode), [_x((2, 3, *i), 1)], atol=1e-12, rtol=1e-12)
+
+
 def test_max_pool_window_all_in_padding_gives_minus_inf_and_no_gradient():
     # i = 1, k = 2, d = 2, p = 1: the one window has taps at −1 and 1, both padding
     module = nn.MaxPool1d(2, 1, 1, 2)

@@ -1,14 +1,13 @@
-"""Conv: convolution over 1, 2 or 3 spatial axes, NCHW as torch, written as ONE einsum over a
-strided window view of the zero-padded input. Dumoulin & Visin, "A guide to convolution
-arithmetic for deep learning" (2016, arXiv:1603.07285), chapter 2.
-Note: notes/cnn.md#convolution.
+"""Conv: convolution over 1, 2 or 3 spatial axes, NCHW as torch, written as einsums over the
+windows of the zero-padded input. Dumoulin & Visin, "A guide to convolution arithmetic for
+deep learning" (2016, arXiv:1603.07285), chapter 2. Note: notes/cnn.md#convolution.
 
 The window view ``x̂[b, c, i, κ] = x_pad[b, c, s·i + d·κ]`` (one i and one κ per spatial axis)
-is ``as_strided`` on the padded input: no copy and no loop over output positions. Its
-gradient, the sum of the window gradients back onto the input ("fold"), is written by hand
-(`_Windows`): torch's generic ``as_strided`` backward gives the same numbers, several times
-slower (notes/cnn.md#speed). The opt-in fast path (torch's conv kernels) is chosen in one
-place: `FAST` below.
+is ``as_strided`` on the padded input: no copy and no loop over output positions. `convolve`
+copies it once into the window matrix and contracts that with the weight; its backward is
+written by hand from the closed forms of conv_grad.py (`_Convolve`), and the gradient of the
+windows goes back onto the input by the "fold", one slice-add per kernel offset. The opt-in
+fast path (torch's conv kernels) is chosen in one place: `FAST` below.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import math
 import os
 
 import torch
-from einops import einsum, rearrange
+from einops import einsum, rearrange, reduce
 
 from ..generic import forward, from_torch, method
 from ..shapes import Float, Tensor
@@ -86,26 +85,92 @@ def forward(m: Conv, x: Float[Tensor, "batch c_in *spatial"]) -> Float[Tensor, "
 
 def convolve(x: Tensor, W: Tensor, b: Tensor | None, stride: tuple[int, ...],
              padding: tuple[tuple[int, int], ...], dilation: tuple[int, ...], groups: int) -> Tensor:
-    """The convolution of ``x (batch, c_in, *i)`` with ``W (c_out, c_in/groups, *k)``: pad,
-    take the window view, contract. Negative padding crops (ConvTranspose uses that)."""
-    n = W.dim() - 2
-    x̂ = windows(pad(x, padding), tuple(W.shape[2:]), stride, dilation)  # batch c_in *i *κ, a view
-    x̂ = rearrange(x̂, "batch (g c) ... -> batch g c ...", g=groups)
-    Wg = rearrange(W, "(g o) c ... -> g o c ...", g=groups)
-    # y[·, g, o, i, j] = Σ_{c, κ, λ} W[g, o, c, κ, λ] · x_pad[·, g, c, s·i + d·κ, s'·j + d'·λ]
-    y = einsum(Wg, x̂, _EQUATIONS[n])
-    y = rearrange(y, "batch g o ... -> batch (g o) ...")
-    return y if b is None else y + b.reshape(-1, *(1,) * n)
+    """``x (batch, c_in, *i)`` convolved with ``W (c_out, c_in/groups, *k)`` (`_Convolve`).
+    Negative padding crops (ConvTranspose uses that)."""
+    return _Convolve.apply(x, W, b, tuple(stride), tuple(padding), tuple(dilation), groups)
 
 
-# "g o c k0 k1, batch g c i0 i1 k0 k1 -> batch g o i0 i1" for n = 2. The weight goes first: torch.einsum
-# then copies the windows into a (c k, b i) matrix, whose rows are contiguous runs of the input,
-# instead of (b i, c k), whose rows are k floats long -- about twice as fast (notes/cnn.md#speed).
-_EQUATIONS = {
-    n: "g o c {k}, batch g c {i} {k} -> batch g o {i}".format(
-        k=" ".join(f"k{j}" for j in range(n)), i=" ".join(f"i{j}" for j in range(n)))
-    for n in (1, 2, 3)
-}
+class _Convolve(torch.autograd.Function):
+    """Three einsums over the window matrix ``X[·, g, c, κ, i] = x_pad[·, g, c, s·i + d·κ]``
+    (`window_matrix`), the batch axis in both operands (W expanded over it), so that
+    torch.einsum runs each as one batched matmul with no copy (notes/cnn.md#speed):
+
+        y[·, g, o, i]        = Σ_{c, κ} W[g, o, c, κ] · X[·, g, c, κ, i]  + b[g, o]
+        ∂L/∂W[g, o, c, κ]    = Σ_·  Σ_i δ[·, g, o, i] · X[·, g, c, κ, i]   (the batch summed after)
+        ∂L/∂X[·, g, c, κ, i] = Σ_o  W[g, o, c, κ] · δ[·, g, o, i],   ∂L/∂x_pad = fold(∂L/∂X)
+
+    A large batch goes through in chunks of about `CHUNK` entries, each matrix made, used
+    and freed in turn (and made again in the backward); a single one is kept for the
+    backward. The backward is made of differentiable ops: differentiated itself
+    (create_graph), it makes X again from x, so that the graph reaches x."""
+
+    @staticmethod
+    def forward(ctx, x, W, b, stride, padding, dilation, groups):
+        n, Wg = W.dim() - 2, rearrange(W, "(g o) c ... -> g o c ...", g=groups)
+        ctx.geometry = (tuple(W.shape[2:]), stride, dilation, groups)
+        ctx.padding, ctx.chunks = padding, _chunks(x, W, stride, padding, dilation)
+        ys = []
+        for xc in x.tensor_split(ctx.chunks):
+            X = window_matrix(pad(xc, padding), *ctx.geometry)
+            ys.append(einsum(Wg.expand(len(xc), *Wg.shape), X, _FORWARD[n]))
+        ctx.save_for_backward(x, W, X if ctx.chunks == 1 and ctx.needs_input_grad[1] else None)
+        y = rearrange(torch.cat(ys) if len(ys) > 1 else ys[0], "batch g o ... -> batch (g o) ...")
+        return y if b is None else y.add_(b.reshape(-1, *(1,) * n))
+
+    @staticmethod
+    def backward(ctx, δ):
+        x, W, X = ctx.saved_tensors
+        kernel, stride, dilation, groups = ctx.geometry
+        n, (need_x, need_W, need_b) = W.dim() - 2, ctx.needs_input_grad[:3]
+        Wg = rearrange(W, "(g o) c ... -> g o c ...", g=groups)
+        δg = rearrange(δ, "batch (g o) ... -> batch g o ...", g=groups)
+        gW, gx = 0, []
+        for xc, δc in zip(x.tensor_split(ctx.chunks), δg.tensor_split(ctx.chunks)):
+            if need_W:
+                keep = X is not None and not torch.is_grad_enabled()
+                Xc = X if keep else window_matrix(pad(xc, ctx.padding), *ctx.geometry)
+                gW = gW + reduce(einsum(δc, Xc, _WEIGHT_GRAD[n]), "batch g o c ... -> g o c ...", "sum")
+            if need_x:
+                gX = rearrange(einsum(Wg.expand(len(δc), *Wg.shape), δc, _WINDOW_GRAD[n]), _TO_VIEW[n])
+                # the fold puts ∂L/∂X back on x_pad; cropping the padding is pad's adjoint
+                padded = (*xc.shape[:2], *(i + lo + hi for i, (lo, hi) in zip(xc.shape[2:], ctx.padding)))
+                gx.append(pad(fold(gX, padded, kernel, stride, dilation), tuple((-lo, -hi) for lo, hi in ctx.padding)))
+        return (None if not need_x else torch.cat(gx) if len(gx) > 1 else gx[0],
+                rearrange(gW, "g o c ... -> (g o) c ...") if need_W else None,
+                reduce(δ, "batch o ... -> o", "sum") if need_b else None, None, None, None, None)
+
+
+# Window-matrix entries per chunk of the batch (32 MB in float32; notes/cnn.md#speed).
+CHUNK = 1 << 23
+
+
+def _chunks(x: Tensor, W: Tensor, stride, padding, dilation) -> int:
+    """How many chunks the batch goes through in: the window matrix over CHUNK, at least 1."""
+    out = (conv_output_size(i + lo + hi, k, s, 0, d)
+           for i, k, s, (lo, hi), d in zip(x.shape[2:], W.shape[2:], stride, padding, dilation))
+    entries = len(x) * x.shape[1] * math.prod(W.shape[2:]) * math.prod(out)
+    return max(1, min(len(x), -(-entries // CHUNK)))
+
+
+def window_matrix(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+                  groups: int = 1) -> Tensor:
+    """``X[·, g, c, κ, i] = x_pad[·, g·c, s·i + d·κ]``: the window view copied in this order, so
+    that per sample and group it is a (c·κ, i) matrix whose rows are runs of the input."""
+    return rearrange(window_view(xp, kernel, stride, dilation), _TO_MATRIX[len(kernel)], g=groups).contiguous()
+
+
+def _equations(n: int) -> tuple[str, ...]:
+    """The forward, weight-gradient and window-gradient einsums, window view -> matrix and
+    back, for n spatial axes; n = 2: "batch g o c k0 k1, batch g c k0 k1 i0 i1 -> batch g o i0 i1"."""
+    i, k = (" ".join(f"{a}{j}" for j in range(n)) for a in "ik")
+    return (f"batch g o c {k}, batch g c {k} {i} -> batch g o {i}",
+            f"batch g o {i}, batch g c {k} {i} -> batch g o c {k}",
+            f"batch g o c {k}, batch g o {i} -> batch g c {k} {i}",
+            f"batch (g c) {i} {k} -> batch g c {k} {i}", f"batch g c {k} {i} -> batch (g c) {i} {k}")
+
+
+_FORWARD, _WEIGHT_GRAD, _WINDOW_GRAD, _TO_MATRIX, _TO_VIEW = (
+    {n: _equations(n)[j] for n in (1, 2, 3)} for j in range(5))
 
 
 def pad(x: Tensor, padding: tuple[tuple[int, int], ...]) -> Tensor:
@@ -115,8 +180,9 @@ def pad(x: Tensor, padding: tuple[tuple[int, int], ...]) -> Tensor:
     flat = tuple(p for lo_hi in reversed(padding) for p in lo_hi)
     if any(p > 0 for p in flat):
         x = torch.constant_pad_nd(x, tuple(max(p, 0) for p in flat), 0.0)
-    if any(p < 0 for p in flat):
-        x = torch.constant_pad_nd(x, tuple(min(p, 0) for p in flat), 0.0)
+    if any(p < 0 for p in flat):  # a crop: a view
+        n = len(padding)
+        x = x[(..., *(slice(-min(lo, 0), x.shape[j - n] + min(hi, 0)) for j, (lo, hi) in enumerate(padding)))]
     return x
 
 
@@ -146,8 +212,8 @@ def fold(g: Tensor, shape: tuple[int, ...], kernel: tuple[int, ...], stride: tup
 
 
 class _Windows(torch.autograd.Function):
-    """`window_view` whose backward is `fold` (built from differentiable ops, so second
-    derivatives work too)."""
+    """`window_view` whose backward is `fold` (differentiable, so second derivatives work);
+    torch's generic as_strided and unfold backwards are several times slower."""
 
     @staticmethod
     def forward(ctx, xp, kernel, stride, dilation):
@@ -160,9 +226,7 @@ class _Windows(torch.autograd.Function):
 
 
 def windows(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
-    """`window_view`, differentiable through `fold`."""
-    if not (torch.is_grad_enabled() and xp.requires_grad):
-        return window_view(xp, kernel, stride, dilation)
+    """`window_view`, differentiable through `fold` (the pooling layers use it)."""
     return _Windows.apply(xp, tuple(kernel), tuple(stride), tuple(dilation))
 
 

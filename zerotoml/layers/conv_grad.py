@@ -11,8 +11,10 @@ non-zeros are the kernel entries: ``y = C x``. Then
   forward (`conv_weight_grad`);
 * ``∂L/∂b[o] = Σ_{b, i} ∂L/∂y[b, o, i]`` (`conv_bias_grad`).
 
-These are not what `Conv` runs under autograd (autograd differentiates its einsum); they are
-the closed forms, checked against torch.autograd in test/layers/test_conv_grad.py.
+These are the standalone closed forms, checked against torch.autograd in
+test/layers/test_conv_grad.py. `Conv`'s backward (`conv._Convolve`) computes the same two
+formulas on its window matrix, with the input gradient as the fold of ``Wᵀ δ`` (the adjoint
+of the window view) instead of a convolution of the stretched δ.
 """
 
 from __future__ import annotations

@@ -4,19 +4,21 @@ arXiv:1603.07285), chapter 3. Note: notes/cnn.md#pooling.
 
 Inputs are ``(*batch, i_1, ..., i_n)``: any leading axes (batch, channels), then the n
 spatial axes, n = len(kernel_size). A pooling layer reduces a strided window view of the
-padded input (Tensor.unfold: no copy, no Python loop over output positions)."""
+padded input (a reshape or the convolution's window view: no copy, no Python loop over
+output positions)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from einops import rearrange, reduce
+from einops import reduce
 from opt_einsum import contract
 
 from ..generic import forward, from_torch, method
 from ..shapes import Float, Tensor
 from ..tree import struct
+from .conv import windows
 
 # ------------------------------------------------------------------ output sizes
 
@@ -150,10 +152,13 @@ def forward(m: MaxPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
     o = _output_shape("MaxPool", m, x, m.dilation)
     # padding is −∞, so it never wins a max
     w = _windows(x, m.kernel_size, m.stride, m.padding, m.dilation, o, fill=-math.inf)
-    κ = " ".join(f"k{j}" for j in range(len(o)))
-    # y[o] = max_κ x[o·s − p + κ·d]; torch.max over the flattened window sends the gradient
-    # to the first maximum, as torch's max pooling does (einops "max" is amax: it splits ties)
-    return rearrange(w, f"... {κ} -> ... ({κ})").max(dim=-1).values
+    # y[o] = max_κ x[o·s − p + κ·d], one window axis at a time, the last first: torch.max
+    # returns the first maximum along an axis, so the gradient goes to the first maximum of the
+    # window in row-major order, as torch's max pooling does (einops "max" is amax: it splits
+    # ties), and no copy of the windows is made. The window axis κ_j is at −(n − j).
+    for j in reversed(range(len(o))):
+        w = w.max(dim=j - len(o)).values
+    return w
 
 
 @method
@@ -161,9 +166,9 @@ def forward(m: AvgPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
     n, ones = len(m.kernel_size), (1,) * len(m.kernel_size)
     o = _output_shape("AvgPool", m, x, ones)
     w = _windows(x, m.kernel_size, m.stride, m.padding, ones, o, fill=0.0)
-    κ = " ".join(f"k{j}" for j in range(n))
+    window = " ".join(f"o{j} k{j}" for j in range(n)) + " -> ... " + " ".join(f"o{j}" for j in range(n))
     # Σ_κ x[o·s − p + κ]   (padding is 0, so it adds nothing)
-    total = reduce(w, f"... {κ} -> ...", "sum")
+    total = reduce(w, f"... {window}", "sum")
     if m.divisor_override is not None:
         return total / m.divisor_override
     # N[o]: the taps on the input (and on the padding if count_include_pad), never on the
@@ -171,7 +176,7 @@ def forward(m: AvgPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
     i, p = x.shape[-n:], m.padding
     inside = x.new_ones(tuple(a + 2 * b for a, b in zip(i, p)) if m.count_include_pad else tuple(i))
     N = reduce(_windows(inside, m.kernel_size, m.stride, (0,) * n if m.count_include_pad else p, ones, o,
-                        fill=0.0), f"... {κ} -> ...", "sum")
+                        fill=0.0), f"... {window}", "sum")
     # y[o] = (1/N[o]) Σ_κ x[o·s − p + κ]
     return total / N
 
@@ -243,10 +248,16 @@ def from_torch(module: torch.nn.AdaptiveAvgPool1d | torch.nn.AdaptiveAvgPool2d
 
 
 def _windows(x, k, s, p, d, o, *, fill: float) -> Tensor:
-    """The view ``(*batch, o_1..o_n, k_1..k_n)`` of ``x`` padded with ``fill``: p on the left,
-    p (or what the last ceil-mode window needs) on the right; window taps d apart."""
+    """The view ``(*batch, o_1, k_1, ..., o_n, k_n)`` of ``x`` padded with ``fill``: p on the
+    left, p (or what the last ceil-mode window needs) on the right; window taps d apart."""
     n = len(k)
     i = x.shape[-n:]
+    if all(s_j == k_j and d_j == 1 and p_j == 0 and o_j * k_j <= i_j
+           for s_j, k_j, d_j, p_j, o_j, i_j in zip(s, k, d, p, o, i)):
+        # windows that tile the input: a reshape, whose backward is a reshape too
+        if any(o_j * k_j < i_j for o_j, k_j, i_j in zip(o, k, i)):  # floor mode drops the rest
+            x = x[(..., *(slice(0, o_j * k_j) for o_j, k_j in zip(o, k)))]
+        return x.reshape(*x.shape[:-n], *(a for o_j, k_j in zip(o, k) for a in (o_j, k_j)))
     k_eff = [d_j * (k_j - 1) + 1 for k_j, d_j in zip(k, d)]
     right = [max(p_j, (o_j - 1) * s_j + e - i_j - p_j) for o_j, s_j, e, i_j, p_j in zip(o, s, k_eff, i, p)]
     if any(p) or any(right):
@@ -254,9 +265,9 @@ def _windows(x, k, s, p, d, o, *, fill: float) -> Tensor:
         padded[(..., *(slice(l, l + a) for a, l in zip(i, p)))] = x
         x = padded
     base = x.ndim - n
-    for j in range(n):  # one unfold per spatial axis; the window axis goes last
-        x = x.unfold(base + j, k_eff[j], s[j])[..., :: d[j]]
-    return x
+    x = windows(x, k, s, d)  # (*batch, o_1..o_n, k_1..k_n), a view whose backward is the fold
+    # -> (*batch, o_1, k_1, ..., o_n, k_n), a view
+    return x.permute(*range(base), *(a for j in range(n) for a in (base + j, base + n + j)))
 
 
 def _spatial(who: str, x: Tensor, n: int) -> tuple[int, ...]:
