@@ -60,40 +60,39 @@ def forward(m: LayerNorm, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]
 
 
 def _layer_norm_value(x, w, b, eps, k):
-    a = x if k == 1 else x.reshape(*x.shape[:x.dim() - k], -1)  # the k normalised axes as one, n
+    H = x.shape[-k:].numel()
+    a = x.reshape(-1, H)  # one row of the H = n_1···n_k normalised units per example
     # μ = 1/H Σ_i a_i,  σ = sqrt(1/H Σ_i (a_i − μ)²)        (Ba et al. eq. 3: biased variance)
     d = a - a.mean(dim=-1, keepdim=True)
     r = torch.rsqrt((d * d).mean(dim=-1, keepdim=True) + eps)  # (torch.var_mean: ~30x slower here)
     x̂ = d.mul_(r)  # (in place: notes/layers.md#hand-derived-gradients)
     # y = g ⊙ (a − μ) / σ + b,  σ = sqrt(σ² + ε)           (the gain g and bias b of eq. 4)
-    y = x̂.reshape(x.shape)
     if w is not None and b is not None:
-        return torch.addcmul(b, y, w), (x̂, r)
-    y = y if w is None else y * w
-    return (y if b is None else y + b), (x̂, r)
+        y = torch.addcmul(b.reshape(H), x̂, w.reshape(H))
+    else:
+        y = x̂ if w is None else x̂ * w.reshape(H)
+        y = y if b is None else y + b.reshape(H)
+    return y.reshape(x.shape), (x̂, r)
 
 
 def _layer_norm_vjp(g, y, extras, x, w, b, eps, k):
     # x̂ = (a − μ) r, r = 1/σ:  ∂L/∂a = r (ĝ − mean(ĝ) − x̂ mean(ĝ x̂)),  ĝ = g ⊙ gain
     x̂, r = extras
-    g = g.reshape(x̂.shape)
     H = x̂.shape[-1]
+    g = g.reshape(-1, H)
     gx̂_x̂ = g * x̂  # g ⊙ x̂: its row sums with the gain give mean(ĝ x̂), its column sums ∂L/∂gain
     if w is None:
-        gx̂, m2 = g.clone(), gx̂_x̂.mean(dim=-1, keepdim=True)
-        m1 = g.mean(dim=-1, keepdim=True)
+        gx̂, m1, m2 = g.clone(), g.mean(dim=-1, keepdim=True), gx̂_x̂.mean(dim=-1, keepdim=True)
     else:
         w_ = w.reshape(H)
         gx̂ = g * w_
-        # mean_n(g w) and mean_n(g x̂ w): row dot products with the gain, one matmul each
-        m1 = einsum(g, w_, "... n, n -> ...").unsqueeze(-1) / H
-        m2 = einsum(gx̂_x̂, w_, "... n, n -> ...").unsqueeze(-1) / H
+        # mean_n(g w) and mean_n(g x̂ w): row dot products with the gain, one matrix-vector product each
+        m1 = einsum(g, w_ / H, "rows n, n -> rows")[:, None]
+        m2 = einsum(gx̂_x̂, w_ / H, "rows n, n -> rows")[:, None]
     gx = gx̂.sub_(m1).addcmul_(x̂, m2, value=-1).mul_(r)
-    gw = gb = None
-    if w is not None:  # ∂L/∂gain = Σ_rows g ⊙ x̂,  ∂L/∂b = Σ_rows g
-        gw = gx̂_x̂.reshape(-1, H).sum(dim=0).reshape(w.shape)
-    if b is not None:
-        gb = g.reshape(-1, H).sum(dim=0).reshape(b.shape)
+    # ∂L/∂gain = Σ_rows g ⊙ x̂,  ∂L/∂b = Σ_rows g
+    gw = None if w is None else gx̂_x̂.sum(dim=0).reshape(w.shape)
+    gb = None if b is None else g.sum(dim=0).reshape(b.shape)
     return gx.reshape(x.shape), gw, gb, None, None
 
 
