@@ -181,7 +181,7 @@ def run_one(label: str, tok, train_ids: torch.Tensor, held: HeldOut, cfg: Config
     n_params = param_count(model)
     return {"label": label, "tokenizer": label.split(",")[0], "vocab": tok.vocab_size, "heads": n_head,
             "d_head": cfg.d_model // n_head, "seed": seed, "params": n_params,
-            "params_body": n_params - model.wte.W.numel() - model.wpe.table.W.numel(),
+            "params_body": n_params - model.wte.W.numel() - param_count(model.wpe),
             "train_tokens": tokens, "train_chars": round(tokens * chars_per_token),
             "train_flops": train_flops(cfg, tok.vocab_size) * tokens,
             "val_tokens": held.y.numel(), "val_chars": held.n_chars,

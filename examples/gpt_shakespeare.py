@@ -35,7 +35,8 @@ from zerotoml.tree import set_training
 # the default run: about 3 minutes on a 2-core CPU (notes/transformers.md#results-a-gpt-on-shakespeare);
 # at these sizes 1000 steps of 16 windows beat 500 steps of 32 (1.84 against 1.97 nats)
 DEFAULTS = dict(steps=1000, n_layer=4, n_head=4, d_model=128, context=64, batch_size=16, lr=5e-3, dropout=0.0,
-                tokenizer="char", bpe_vocab=512, warmup=100, eval_windows=256, seed=0, text=None, bias=True)
+                tokenizer="char", bpe_vocab=512, warmup=100, eval_windows=256, seed=0, text=None, bias=True,
+                positions="learned")
 
 
 class Windows(Batches):
@@ -101,7 +102,8 @@ def validation_loss(model: GPT, ids: torch.Tensor, context: int, n_windows: int 
 def build(cfg: dict, vocab_size: int) -> tuple[GPT, AdamW, Cosine]:
     """The model (GPT-2's initialiser, seeded), the optimizer and the schedule of a configuration."""
     model = GPT.init(vocab_size, cfg["context"], cfg["d_model"], cfg["n_layer"], cfg["n_head"],
-                     dropout=cfg["dropout"], bias=cfg["bias"], generator=torch.Generator().manual_seed(cfg["seed"]))
+                     dropout=cfg["dropout"], bias=cfg["bias"], positions=cfg["positions"],
+                     generator=torch.Generator().manual_seed(cfg["seed"]))
     lr = cfg["lr"]
     # nanoGPT's settings: β2 = 0.99 for small batches, weight decay 0.1 on the weight matrices and
     # embeddings only (not on biases and norm gains, as GPT-2); cosine from lr to lr/10
@@ -135,6 +137,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help=f"peak learning rate (default {d['lr']}; cosine to lr/10)")
     p.add_argument("--warmup", type=int, help=f"warmup steps (default {d['warmup']}, at most steps/10)")
     p.add_argument("--dropout", type=float, help=f"dropout (default {d['dropout']})")
+    p.add_argument("--positions", choices=["learned", "rotary"], help="a learned position table (default) or RoPE")
     p.add_argument("--no-bias", dest="bias", action="store_const", const=False, default=None,
                    help="no biases in the projections and norms (nanoGPT's default)")
     p.add_argument("--tokenizer", choices=["char", "bpe"], help="characters (default) or byte-level BPE")

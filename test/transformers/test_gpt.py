@@ -134,3 +134,41 @@ def test_gpt_overfits_one_batch_with_gradient_descent():
         m = replace_params(m, [p - 0.5 * dp for p, dp in zip(params(m), params(grads))])
     final = loss(m, x, y)
     assert losses[0] > 2.5 and final < 0.2, (losses[0], final)
+
+
+def test_gpt_with_rotary_positions():
+    """positions="rotary": no position table, RoPE on q and k in every block. The scores then
+    depend on relative positions only, the KV cache still equals the full forward, and the
+    model learns a batch."""
+    m = GPT.init(11, 12, 8, 2, 2, dropout=0.0, positions="rotary", generator=torch.Generator().manual_seed(5),
+                 dtype=f64)
+    learned = GPT.init(11, 12, 8, 2, 2, dropout=0.0, dtype=f64)
+    assert param_count(learned) - param_count(m) == 12 * 8  # the learned table is gone
+    idx = torch.randint(0, 11, (2, 7), generator=torch.Generator().manual_seed(6))
+    full = forward(m, idx)
+    logits, cache = forward(m, idx[:, :3], KVCache.init(m, 2))
+    torch.testing.assert_close(logits, full[:, :3], atol=1e-12, rtol=1e-12)
+    for i in range(3, 7):
+        step_logits, cache = forward(m, idx[:, i:i + 1], cache)
+        torch.testing.assert_close(step_logits[:, 0], full[:, i], atol=1e-12, rtol=1e-12)
+    # RoPE sees only differences of positions: the whole sequence moved 4 positions on (an empty
+    # cache at offset 4) gives the same logits; with the learned table it does not
+    def moved(model, by):
+        empty = KVCache.init(model, 2)
+        return forward(model, idx, KVCache(empty.k, empty.v, by))[0]
+
+    torch.testing.assert_close(moved(m, 4), full, atol=1e-12, rtol=1e-12)
+    assert not torch.allclose(moved(learned, 4), forward(learned, idx))
+    with pytest.raises(ValueError, match="GPT: a sequence of length 13"):
+        forward(m, torch.zeros(1, 13, dtype=torch.long))
+    with pytest.raises(ValueError, match="positions='alibi'"):
+        GPT.init(11, 12, 8, 1, 2, positions="alibi")
+    # it learns: 80 AdamW steps on one batch
+    from zerotoml import step
+    from zerotoml.optim import AdamW
+
+    x, y = idx[:, :-1], idx[:, 1:]
+    first, opt = loss(m, x, y).item(), AdamW.init(m, lr=0.02)
+    for _ in range(80):
+        step(opt, m, value_and_grad(loss, m, x, y)[1])
+    assert loss(m, x, y).item() < 0.3 * first

@@ -210,10 +210,12 @@ def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Te
 def forward(m: MultiheadAttention, query: Float[Tensor, "b q d_model"], key: Float[Tensor, "b k d_key"],
             value: Float[Tensor, "b k d_value"], *, key_padding_mask: Tensor | None = None,
             need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
-            is_causal: bool = False, generator: torch.Generator | None = None,
+            is_causal: bool = False, generator: torch.Generator | None = None, rotary: object | None = None,
             ) -> tuple[Float[Tensor, "b q d_model"], Float[Tensor, "b q k"] | Float[Tensor, "b h q k"] | None]:
     """torch.nn.MultiheadAttention(batch_first=True): returns ``(output, weights)``; weights are
-    averaged over heads unless ``average_attn_weights=False``, None unless ``need_weights``."""
+    averaged over heads unless ``average_attn_weights=False``, None unless ``need_weights``.
+    ``rotary`` (a `zerotoml.transformers.Rotary`) rotates the queries and keys by their
+    positions 0, 1, ... before the scores (RoPE)."""
     b, n_q, _ = query.shape
     h, n_k = m.W_q.shape[1], key.shape[1]
     # head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
@@ -221,6 +223,9 @@ def forward(m: MultiheadAttention, query: Float[Tensor, "b q d_model"], key: Flo
         q, k, v = self_heads(query, m)
     else:
         q, k, v = heads(query, m.W_q, m.b_q), heads(key, m.W_k, m.b_k), heads(value, m.W_v, m.b_v)
+    if rotary is not None:
+        # <R_m q_m, R_n k_n> = <q_m, R_{n−m} k_n>: the scores see relative positions only   (RoPE eq. 16)
+        q, k = forward(rotary, q), forward(rotary, k)
     mask = additive_mask(attn_mask, key_padding_mask, b=b, h=h, q=n_q, k=n_k, is_causal=is_causal,
                          dtype=query.dtype, device=query.device)
     o, w = attend(q, k, v, mask, dropout=m.dropout, generator=generator, fused=False if need_weights else None)

@@ -51,10 +51,10 @@ class EncoderLayer:
 
 
 def self_attention(attn: MultiheadAttention, drop: Dropout, x: Tensor, mask: Tensor | None,
-                   key_padding_mask: Tensor | None, is_causal: bool, generator) -> Tensor:
+                   key_padding_mask: Tensor | None, is_causal: bool, generator, rotary=None) -> Tensor:
     """The attention sub-layer before its residual sum: ``Dropout(MultiHead(x, x, x))``."""
     y, _ = forward(attn, x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask, need_weights=False,
-                   is_causal=is_causal, generator=generator)
+                   is_causal=is_causal, generator=generator, rotary=rotary)
     return forward(drop, y, generator=generator)
 
 
@@ -69,16 +69,17 @@ def feed_forward(m, x: Tensor, drop: Dropout, generator) -> Tensor:
 @method
 def forward(m: EncoderLayer, src: Float[Tensor, "b t d_model"], *, src_mask: Tensor | None = None,
             src_key_padding_mask: Tensor | None = None, is_causal: bool = False,
-            generator: torch.Generator | None = None) -> Float[Tensor, "b t d_model"]:
+            generator: torch.Generator | None = None, rotary: object | None = None) -> Float[Tensor, "b t d_model"]:
+    """``rotary``: RoPE on the queries and keys of the self-attention (see MultiheadAttention)."""
     x = src
     if m.norm_first:
         # x + Sublayer(LayerNorm(x))                                  (pre-norm, GPT-2)
         x = x + self_attention(m.self_attn, m.dropout1, forward(m.norm1, x), src_mask, src_key_padding_mask,
-                               is_causal, generator)
+                               is_causal, generator, rotary)
         return x + feed_forward(m, forward(m.norm2, x), m.dropout2, generator)
     # LayerNorm(x + Sublayer(x))                                      (§3.1, post-norm)
     x = forward(m.norm1, x + self_attention(m.self_attn, m.dropout1, x, src_mask, src_key_padding_mask,
-                                            is_causal, generator))
+                                            is_causal, generator, rotary))
     return forward(m.norm2, x + feed_forward(m, x, m.dropout2, generator))
 
 

@@ -22,7 +22,7 @@ from ..layers.activation import log_softmax, softmax
 from ..shapes import Float, Int, Tensor
 from ..tree import set_training
 from .encoder_decoder import EncoderDecoder, decode, encode
-from .gpt import GPT, KVCache
+from .gpt import GPT, KVCache, n_positions
 
 __all__ = ["generate", "beam_search", "probabilities", "next_token", "length_penalty_factor"]
 
@@ -115,7 +115,7 @@ def generate(model: GPT, idx: Int[Tensor, "b t"], max_new_tokens: int, *, temper
     distribution (see `next_token`), in eval mode (dropout off) and without gradients. The
     prompt must fit the context (``n_positions``); the growing sequence is cropped to its last
     ``n_positions`` tokens. ``use_cache`` runs one token a step through the `KVCache`."""
-    vocab, n_pos = model.wte.W.shape[0], model.wpe.table.W.shape[0]
+    vocab, n_pos = model.wte.W.shape[0], n_positions(model)
     _check_ids("idx", idx, vocab)
     _check_count("max_new_tokens", max_new_tokens)
     _check_sampling(temperature, top_k, top_p)

@@ -24,9 +24,9 @@ from ..losses import cross_entropy
 from ..shapes import Float, Int, Tensor
 from ..tree import buffer, struct
 from .encoder import EncoderLayer, feed_forward
-from .positional import LearnedPositions
+from .positional import LearnedPositions, Rotary, _check_length
 
-__all__ = ["GPT", "KVCache"]
+__all__ = ["GPT", "KVCache", "n_positions"]
 
 
 @struct
@@ -34,7 +34,7 @@ class GPT:
     """A GPT block is a pre-norm `EncoderLayer` run with a causal mask."""
 
     wte: Embedding              # "vocab d_model": token table, and the LM head (tied)
-    wpe: LearnedPositions       # "n_positions d_model"
+    wpe: LearnedPositions | Rotary  # "n_positions d_model" added to the input, or RoPE in every block
     drop: Dropout               # on token + position embeddings
     blocks: list[EncoderLayer]  # norm_first=True
     ln_f: LayerNorm
@@ -46,12 +46,15 @@ class GPT:
     @classmethod
     def init(cls, vocab_size: int, n_positions: int = 1024, d_model: int = 768, n_layer: int = 12,
              n_head: int = 12, dim_feedforward: int | None = None, dropout: float = 0.1,
-             layer_norm_eps: float = 1e-5, bias: bool = True, *, generator=None, device=None,
-             dtype=None) -> GPT:
+             layer_norm_eps: float = 1e-5, bias: bool = True, positions: str = "learned", *,
+             generator=None, device=None, dtype=None) -> GPT:
         """GPT-2's initialiser: every weight N(0, 0.02²), the residual projections (attention
         output, second feed-forward layer) N(0, (0.02/sqrt(2 n_layer))²), biases zero, norms one.
         GELU with the tanh approximation, as GPT-2. ``bias=False`` drops every bias of the
-        projections and the norms (nanoGPT's default)."""
+        projections and the norms (nanoGPT's default). ``positions="rotary"`` replaces the
+        learned position table by RoPE on the queries and keys of every block."""
+        if positions not in ("learned", "rotary"):
+            raise ValueError(f"GPT: positions={positions!r}; expected 'learned' or 'rotary'")
         d_ff = 4 * d_model if dim_feedforward is None else dim_feedforward
         h, dh = n_head, d_model // n_head
         if d_model % n_head:
@@ -70,7 +73,9 @@ class GPT:
             drops = (Dropout(dropout), Dropout(dropout), Dropout(dropout))
             return EncoderLayer(attn, ffn1, ffn2, norm(), norm(), GELU("tanh"), *drops, norm_first=True)
 
-        return cls(Embedding(N(σ, vocab_size, d_model)), LearnedPositions(Embedding(N(σ, n_positions, d_model))),
+        wpe = (LearnedPositions(Embedding(N(σ, n_positions, d_model))) if positions == "learned"
+               else Rotary.init(n_positions, dh, device=device, dtype=dtype))
+        return cls(Embedding(N(σ, vocab_size, d_model)), wpe,
                    Dropout(dropout), [block() for _ in range(n_layer)],
                    LayerNorm.init(d_model, eps=layer_norm_eps, bias=bias, **kw))
 
@@ -94,7 +99,21 @@ class KVCache:
 
 def _embed(m: GPT, idx: Tensor, offset: int, generator) -> Tensor:
     # h_0 = U W_e + W_p                                                (GPT-1 eq. 2; GPT-2 adds dropout)
-    return forward(m.drop, forward(m.wpe, forward(m.wte, idx), offset=offset), generator=generator)
+    x = forward(m.wte, idx)
+    if isinstance(m.wpe, Rotary):  # positions enter in the attention instead
+        _check_length("GPT", offset, idx.shape[1], m.wpe.cos.shape[0])
+    else:
+        x = forward(m.wpe, x, offset=offset)
+    return forward(m.drop, x, generator=generator)
+
+
+def n_positions(m: GPT) -> int:
+    """The context length: the rows of the position table (learned or rotary)."""
+    return m.wpe.cos.shape[0] if isinstance(m.wpe, Rotary) else m.wpe.table.W.shape[0]
+
+
+def _rotary(m: GPT) -> Rotary | None:
+    return m.wpe if isinstance(m.wpe, Rotary) else None
 
 
 def _logits(m: GPT, x: Tensor) -> Tensor:
@@ -108,7 +127,7 @@ def forward(m: GPT, idx: Int[Tensor, "b t"], *, generator: torch.Generator | Non
     """Next-token logits at every position, all positions at once (causal self-attention)."""
     x = _embed(m, idx, 0, generator)
     for block in m.blocks:
-        x = forward(block, x, is_causal=True, generator=generator)
+        x = forward(block, x, is_causal=True, generator=generator, rotary=_rotary(m))
     return _logits(m, x)
 
 
@@ -127,8 +146,10 @@ def forward(m: GPT, idx: Int[Tensor, "b t"], cache: KVCache, *, generator: torch
         a = block.self_attn
         h = forward(block.norm1, x)
         # the new rows of K and V are appended to the cached ones
-        q = heads(h, a.W_q, a.b_q)
-        k = torch.cat([k_past, heads(h, a.W_k, a.b_k)], dim=2)
+        q, k_new = heads(h, a.W_q, a.b_q), heads(h, a.W_k, a.b_k)
+        if _rotary(m) is not None:  # the new rows sit at positions offset .. offset + t − 1
+            q, k_new = forward(m.wpe, q, offset=cache.offset), forward(m.wpe, k_new, offset=cache.offset)
+        k = torch.cat([k_past, k_new], dim=2)
         v = torch.cat([v_past, heads(h, a.W_v, a.b_v)], dim=2)
         # new query i sits at position offset + i and sees keys 0 .. offset + i
         o, _ = attend(q, k, v, causal_mask(t, k.shape[2], device=idx.device), dropout=a.dropout,
