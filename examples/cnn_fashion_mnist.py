@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     # (--fast-conv here, or ZEROTOML_FAST_CONV=1 for any program)
     if args.fast_conv:
         zerotoml.layers.conv.FAST = True
-    fast = zerotoml.layers.conv.FAST
+    fast = zerotoml.layers.conv.fast()
     path = "torch's kernels (fast path)" if fast else "einsum over window views"
 
     name, (x, y, x_test, y_test), classes = load(args.dataset)

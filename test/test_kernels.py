@@ -94,3 +94,20 @@ def test_fused_adam_steps_equal_the_default_path(name, amsgrad, monkeypatch):
         results.append(zt_params(m))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_fused_switch_turns_on_the_convolution_fast_path(monkeypatch):
+    """kernels.FUSED selects torch's conv kernels too; values and gradients as the einsum's."""
+    import zerotoml.layers.conv as conv
+    from zerotoml.layers import Conv, ConvTranspose
+
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 4, 7, 6, dtype=f64, generator=g)
+    for layer in (Conv.init(4, 6, (3, 2), stride=2, padding=((1, 0), (1, 1)), groups=2, generator=g, dtype=f64),
+                  ConvTranspose.init(4, 6, (3, 3), stride=2, padding=1, generator=g, dtype=f64)):
+        monkeypatch.setattr(conv, "FAST", False)
+        monkeypatch.setattr(kernels, "FUSED", False)
+        assert not conv.fast()
+        _both(lambda x, W: forward(type(layer)(**{**vars(layer), "W": W}), x), x, layer.W, monkeypatch=monkeypatch)
+    monkeypatch.setattr(kernels, "FUSED", True)
+    assert conv.fast()

@@ -15,8 +15,9 @@ is tested equal to the default path (values and gradients, float64).
   `AdamW` (zerotoml/optim/adam.py).
 
 Set it before a run (environment) or at run time (``zerotoml.kernels.FUSED = True``); the
-layers read it at every call. Convolutions have their own switch,
-``zerotoml.layers.conv.FAST`` (``ZEROTOML_FAST_CONV=1``).
+layers read it at every call. It also turns on the convolutions' fast path (F.conv{n}d and
+conv_transpose{n}d), which has a switch of its own besides, ``zerotoml.layers.conv.FAST``
+(``ZEROTOML_FAST_CONV=1``), for the CNN examples' ``--fast-conv``.
 """
 
 from __future__ import annotations

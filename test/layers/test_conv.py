@@ -135,13 +135,15 @@ def fast_conv(value):
 
 
 def test_fast_switch_reads_the_environment(monkeypatch):
+    from zerotoml.kernels import read_switch
+
     monkeypatch.setenv("ZEROTOML_FAST_CONV", "1")
-    assert conv_module._read_fast_switch() is True
+    assert read_switch("ZEROTOML_FAST_CONV") is True
     monkeypatch.setenv("ZEROTOML_FAST_CONV", "0")
-    assert conv_module._read_fast_switch() is False
+    assert read_switch("ZEROTOML_FAST_CONV") is False
     monkeypatch.setenv("ZEROTOML_FAST_CONV", "maybe")
     with pytest.raises(ValueError, match="ZEROTOML_FAST_CONV='maybe'"):
-        conv_module._read_fast_switch()
+        read_switch("ZEROTOML_FAST_CONV")
 
 
 @settings(max_examples=60, deadline=None)

@@ -14,30 +14,28 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 
 import torch
 from einops import einsum, rearrange, reduce
 
+from .. import kernels
 from ..generic import forward, from_torch, method
+from ..kernels import read_switch
 from ..shapes import Float, Tensor
 from ..tree import struct
 from .conv_arithmetic import as_tuple, conv_output_size, padding_pairs
 
 
-def _read_fast_switch() -> bool:
-    value = os.environ.get("ZEROTOML_FAST_CONV", "0").strip().lower()
-    if value in ("1", "true", "on", "yes"):
-        return True
-    if value in ("0", "false", "off", "no", ""):
-        return False
-    raise ValueError(f"ZEROTOML_FAST_CONV={os.environ['ZEROTOML_FAST_CONV']!r}: expected 1/0, true/false, on/off")
-
-
-# The one switch for the fast path of Conv and ConvTranspose: torch.nn.functional.conv{n}d /
+# The switch for the fast path of Conv and ConvTranspose: torch.nn.functional.conv{n}d /
 # conv_transpose{n}d instead of the einsum. Off by default; ZEROTOML_FAST_CONV=1, or set
-# ``zerotoml.layers.conv.FAST = True`` at run time. Tested equal to the einsum path.
-FAST: bool = _read_fast_switch()
+# ``zerotoml.layers.conv.FAST = True`` at run time; zerotoml.kernels.FUSED (ZEROTOML_FUSED=1),
+# the switch of every fast path, turns it on too. Tested equal to the einsum path.
+FAST: bool = read_switch("ZEROTOML_FAST_CONV")
+
+
+def fast() -> bool:
+    """Whether Conv and ConvTranspose run torch's kernels now."""
+    return FAST or kernels.FUSED
 
 
 @struct
@@ -75,7 +73,7 @@ class Conv:
 @method
 def forward(m: Conv, x: Float[Tensor, "batch c_in *spatial"]) -> Float[Tensor, "batch c_out *out_spatial"]:
     check_input("Conv", x, m.W, c_in=m.W.shape[1] * m.groups, padding=m.padding, dilation=m.dilation)
-    if FAST:
+    if fast():  # the opt-in fast path
         return _fast_conv(x, m.W, m.b, m.stride, m.padding, m.dilation, m.groups)
     return convolve(x, m.W, m.b, m.stride, m.padding, m.dilation, m.groups)
 

@@ -75,7 +75,7 @@ def forward(m: ConvTranspose, x: Float[Tensor, "batch c_in *spatial"], *,
     """``output_size`` (as torch) picks the output padding that gives that size."""
     check_input("ConvTranspose", x, m.W, c_in=m.W.shape[0])
     a = m.output_padding if output_size is None else _output_padding_for_size(m, x, output_size)
-    f = _fast_conv_transpose if _conv.FAST else conv_transpose
+    f = _fast_conv_transpose if _conv.fast() else conv_transpose
     return f(x, m.W, m.b, m.stride, m.padding, a, m.dilation, m.groups)
 
 
