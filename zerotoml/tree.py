@@ -231,7 +231,7 @@ def _param_leaves(obj: Any, out: list) -> list:
                     _param_leaves(value, out)
     elif isinstance(obj, torch.Tensor):
         out.append(obj)
-    elif t is list or t is tuple or isinstance(obj, (list, tuple)):
+    elif isinstance(obj, (list, tuple)):
         for value in obj:
             _param_leaves(value, out)
     elif isinstance(obj, dict):

@@ -101,9 +101,10 @@ def _adam(opt: Adam | AdamW, model: object, grads: object, lr: float | None, dec
         opt.t.add_(1)
         t = int(opt.t)
         λs = [λ] * len(ps) if opt.decay is None else [λ if d else 0.0 for d in opt.decay]
-        if kernels.FUSED and not any(p.is_complex() for p in ps):  # the opt-in fast path (zerotoml/kernels.py)
+        complex_ = any(p.is_complex() for p in ps)
+        if kernels.FUSED and not complex_:  # the opt-in fast path (zerotoml/kernels.py)
             _adam_fused(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
-        elif opt.amsgrad or any(p.is_complex() for p in ps):
+        elif opt.amsgrad or complex_:
             _adam_loop(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
         else:
             _adam_all(opt.m, opt.v, ps, gs, α, β1, β2, ε, λs, t, decoupled)
