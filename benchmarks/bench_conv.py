@@ -139,8 +139,8 @@ def bench_variants(rounds: int) -> dict[str, float]:
 
     variants = {
         "F.conv2d": lambda: grad(F.conv2d(x, W, padding=1)),
-        # the default: the window matrix, three einsums laid out as batched matmuls, fold
-        "window matrix, batched matmuls (default)": lambda: grad(convolve(x, W, None, one, P, one, 1)),
+        # the default: the window matrix (c k k, batch i), three einsums each one product, fold
+        "window matrix, one product each (default)": lambda: grad(convolve(x, W, None, one, P, one, 1)),
         # the einsum over the window view, autograd through it and the fold (the default until now)
         "W-first einsum, fold backward": lambda: grad(torch.einsum("ochw,bcijhw->boij", W, windows(pad(x, P), k, one, one))),
         # torch's generic as_strided backward instead of the fold
@@ -212,23 +212,6 @@ def _pooling():
         return torch.nn.AvgPool2d
 
 
-def _keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory instead of returning it to the system (what jemalloc and
-    tcmalloc, which torch's CPU tuning guide recommends, do by default). By default glibc
-    trims the heap once ~2x the largest freed block is free at its top; the einsum path's two
-    19 MB temporaries (the window matrix and its gradient) cross that line every step, and the
-    next step pays ~3000 page faults for fresh memory. False where mallopt is unavailable."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        return bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30))
-    except (OSError, AttributeError, TypeError):
-        return False
-
-
 ROWS = [("conv2d", "einsum", "conv2d fwd+bwd, zerotoml einsum", "F.conv2d"),
         ("conv2d", "fast", "conv2d fwd+bwd, zerotoml fast path", "F.conv2d"),
         ("conv2d", "F.conv2d", "conv2d fwd+bwd, F.conv2d", "F.conv2d"),
@@ -246,11 +229,12 @@ def main(argv=None) -> dict:
     import torch
 
     import zerotoml
+    import zerotoml.devices
 
     if args.threads:
         torch.set_num_threads(args.threads)
     runs = {"glibc default": {"conv2d": bench_conv2d(args.rounds), "cnn": bench_cnn_step(args.rounds)}}
-    if _keep_freed_memory():
+    if zerotoml.devices.keep_freed_memory():
         runs["freed memory kept"] = {"conv2d": bench_conv2d(args.rounds), "cnn": bench_cnn_step(args.rounds)}
         if args.variants:
             runs["freed memory kept"]["variants"] = bench_variants(args.rounds)

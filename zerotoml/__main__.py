@@ -66,6 +66,9 @@ def run_example(name: str, argv: list[str]) -> int:
     if not callable(getattr(module, "main", None)):
         print(f"zerotoml: example {str(path)!r} has no main(argv) function", file=sys.stderr)
         return 2
+    from .devices import keep_freed_memory
+
+    keep_freed_memory()  # a training step's temporaries come back without page faults (notes/training.md#devices)
     code = module.main(argv)
     return int(code or 0)
 

@@ -28,6 +28,8 @@ import einops
 import torch
 from torch import Tensor
 
+from . import gemm
+
 __all__ = ["einsum"]
 
 
@@ -127,14 +129,15 @@ def _run(plan, A: Tensor, B: Tensor, plus: Tensor | None) -> Tensor:
     if not free_a and not free_b:  # no matrix left: a product and a sum over κ (not 1 x 1 matmuls)
         C = A * B if not nc else (A.reshape(*batch, K) * B.reshape(*batch, K)).sum(dim=-1)
         return C if plus is None else C + plus
-    A = A.reshape(math.prod(batch), math.prod(free_a), K) if nb else A.reshape(math.prod(free_a), K)
-    B = B.reshape(math.prod(batch), K, math.prod(free_b)) if nb else B.reshape(K, math.prod(free_b))
+    batched = math.prod(batch) != 1  # a batch of one is a plain matrix product (zerotoml/gemm.py)
+    A = A.reshape(math.prod(batch), math.prod(free_a), K) if batched else A.reshape(math.prod(free_a), K)
+    B = B.reshape(math.prod(batch), K, math.prod(free_b)) if batched else B.reshape(K, math.prod(free_b))
     P = _matrix_shape(plus, nb + na + len(free_b), free_a, free_b) if perm_o is None else None
     if P is not None:
         # C[β, i, j] = P[i, j] + Σ_κ A[β, i, κ] B[β, κ, j]: the sum inside the product's kernel
-        C = torch.baddbmm(plus.reshape(1, *P), A, B) if nb else torch.addmm(plus.reshape(P), A, B)
+        C = torch.baddbmm(plus.reshape(1, *P), A, B) if batched else gemm.addmm(plus.reshape(P), A, B)
         return C.reshape((*batch, *free_a, *free_b))
     # C[β, i, j] = Σ_κ A[β, i, κ] B[β, κ, j]
-    C = torch.matmul(A, B).reshape((*batch, *free_a, *free_b))
+    C = (torch.matmul(A, B) if batched else gemm.mm(A, B)).reshape((*batch, *free_a, *free_b))
     C = C if perm_o is None else C.permute(perm_o)
     return C if plus is None else C + plus

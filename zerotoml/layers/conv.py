@@ -16,9 +16,10 @@ import itertools
 import math
 
 import torch
-from einops import einsum, rearrange, reduce
+from einops import rearrange, reduce
 
 from .. import kernels
+from ..einsum import einsum
 from ..generic import forward, from_torch, method
 from ..kernels import read_switch
 from ..shapes import Float, Tensor
@@ -89,18 +90,19 @@ def convolve(x: Tensor, W: Tensor, b: Tensor | None, stride: tuple[int, ...],
 
 
 class _Convolve(torch.autograd.Function):
-    """Three einsums over the window matrix ``X[·, g, c, κ, i] = x_pad[·, g, c, s·i + d·κ]``
-    (`window_matrix`), the batch axis in both operands (W expanded over it), so that
-    torch.einsum runs each as one batched matmul with no copy (notes/cnn.md#speed):
+    """Three einsums over the window matrix ``X[g, c, κ, ·, i] = x_pad[·, g, c, s·i + d·κ]``
+    (`window_matrix`): per group a (c·κ, batch·i) matrix, so that each einsum is one matrix
+    product over the whole batch (zerotoml/einsum.py, zerotoml/gemm.py; notes/cnn.md#speed):
 
-        y[·, g, o, i]        = Σ_{c, κ} W[g, o, c, κ] · X[·, g, c, κ, i]  + b[g, o]
-        ∂L/∂W[g, o, c, κ]    = Σ_·  Σ_i δ[·, g, o, i] · X[·, g, c, κ, i]   (the batch summed after)
-        ∂L/∂X[·, g, c, κ, i] = Σ_o  W[g, o, c, κ] · δ[·, g, o, i],   ∂L/∂x_pad = fold(∂L/∂X)
+        y[·, g, o, i]        = Σ_{c, κ} W[g, o, c, κ] · X[g, c, κ, ·, i]  + b[g, o]
+        ∂L/∂W[g, o, c, κ]    = Σ_{·, i} δ[·, g, o, i] · X[g, c, κ, ·, i]
+        ∂L/∂X[g, c, κ, ·, i] = Σ_o  W[g, o, c, κ] · δ[·, g, o, i],   ∂L/∂x_pad = fold(∂L/∂X)
 
-    A large batch goes through in chunks of about `CHUNK` entries, each matrix made, used
-    and freed in turn (and made again in the backward); a single one is kept for the
-    backward. The backward is made of differentiable ops: differentiated itself
-    (create_graph), it makes X again from x, so that the graph reaches x."""
+    y comes out as a view with the channel axis outermost in memory (no copy). A large batch
+    goes through in chunks of about `CHUNK` window entries, each matrix made, used and freed
+    in turn (and made again in the backward); a single one is kept for the backward. The
+    backward is made of differentiable ops: differentiated itself (create_graph), it makes X
+    again from x, so that the graph reaches x."""
 
     @staticmethod
     def forward(ctx, x, W, b, stride, padding, dilation, groups):
@@ -110,30 +112,41 @@ class _Convolve(torch.autograd.Function):
         ys = []
         for xc in x.tensor_split(ctx.chunks):
             X = window_matrix(pad(xc, padding), *ctx.geometry)
-            ys.append(einsum(Wg.expand(len(xc), *Wg.shape), X, _FORWARD[n]))
-        ctx.save_for_backward(x, W, X if ctx.chunks == 1 and ctx.needs_input_grad[1] else None)
-        y = rearrange(torch.cat(ys) if len(ys) > 1 else ys[0], "batch g o ... -> batch (g o) ...")
-        return y if b is None else y.add_(b.reshape(-1, *(1,) * n))
+            Y = einsum(Wg, X, _FORWARD[n])  # (g, o, batch, *i), contiguous
+            if b is not None:
+                Y.add_(b.reshape(groups, -1, *(1,) * (n + 1)))
+            ys.append(rearrange(Y, "g o batch ... -> batch (g o) ..."))
+        ctx.save_for_backward(x, W)
+        # the window matrix, kept for ∂L/∂W when there is a single chunk; a plain attribute, so
+        # that the backward can free it as soon as it is used (made again if the graph is
+        # differentiated twice or run again with retain_graph)
+        ctx.X = X if ctx.chunks == 1 and ctx.needs_input_grad[1] else None
+        return torch.cat(ys) if len(ys) > 1 else ys[0]
 
     @staticmethod
     def backward(ctx, δ):
-        x, W, X = ctx.saved_tensors
+        (x, W), X = ctx.saved_tensors, ctx.X
+        ctx.X = None
         kernel, stride, dilation, groups = ctx.geometry
         n, (need_x, need_W, need_b) = W.dim() - 2, ctx.needs_input_grad[:3]
         Wg = rearrange(W, "(g o) c ... -> g o c ...", g=groups)
-        δg = rearrange(δ, "batch (g o) ... -> batch g o ...", g=groups)
         gW, gx = 0, []
-        for xc, δc in zip(x.tensor_split(ctx.chunks), δg.tensor_split(ctx.chunks)):
+        for xc, δc in zip(x.tensor_split(ctx.chunks), δ.tensor_split(ctx.chunks)):
+            δc = rearrange(δc, "batch (g o) ... -> g o batch ...", g=groups).contiguous()  # (free if y's layout)
             if need_W:
                 keep = X is not None and not torch.is_grad_enabled()
                 Xc = X if keep else window_matrix(pad(xc, ctx.padding), *ctx.geometry)
-                gW = gW + reduce(einsum(δc, Xc, _WEIGHT_GRAD[n]), "batch g o c ... -> g o c ...", "sum")
+                X = None
+                gW = gW + einsum(Xc, δc, _WEIGHT_GRAD[n])
+            Xc = None  # (the window matrix is freed before its gradient is made)
             if need_x:
-                gX = rearrange(einsum(Wg.expand(len(δc), *Wg.shape), δc, _WINDOW_GRAD[n]), _TO_VIEW[n])
-                # the fold puts ∂L/∂X back on x_pad; cropping the padding is pad's adjoint
-                padded = (*xc.shape[:2], *(i + lo + hi for i, (lo, hi) in zip(xc.shape[2:], ctx.padding)))
-                gx.append(pad(fold(gX, padded, kernel, stride, dilation), tuple((-lo, -hi) for lo, hi in ctx.padding)))
-        return (None if not need_x else torch.cat(gx) if len(gx) > 1 else gx[0],
+                gX = rearrange(einsum(Wg, δc, _WINDOW_GRAD[n]), _TO_VIEW[n])  # ((g c), batch, *i, *κ)
+                # the fold puts ∂L/∂X back on x_pad, in the products' order of axes (channels
+                # outermost); cropping the padding is pad's adjoint
+                padded = (xc.shape[1], len(xc), *(i + lo + hi for i, (lo, hi) in zip(xc.shape[2:], ctx.padding)))
+                gxc = pad(fold(gX, padded, kernel, stride, dilation), tuple((-lo, -hi) for lo, hi in ctx.padding))
+                gx.append(gxc.transpose(0, 1))
+        return (None if not need_x else torch.cat(gx) if len(gx) > 1 else gx[0].contiguous(),
                 rearrange(gW, "g o c ... -> (g o) c ...") if need_W else None,
                 reduce(δ, "batch o ... -> o", "sum") if need_b else None, None, None, None, None)
 
@@ -152,19 +165,20 @@ def _chunks(x: Tensor, W: Tensor, stride, padding, dilation) -> int:
 
 def window_matrix(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
                   groups: int = 1) -> Tensor:
-    """``X[·, g, c, κ, i] = x_pad[·, g·c, s·i + d·κ]``: the window view copied in this order, so
-    that per sample and group it is a (c·κ, i) matrix whose rows are runs of the input."""
+    """``X[g, c, κ, ·, i] = x_pad[·, g·c, s·i + d·κ]``: the window view copied in this order, so
+    that per group it is a (c·κ, batch·i) matrix whose rows are runs of the input."""
     return rearrange(window_view(xp, kernel, stride, dilation), _TO_MATRIX[len(kernel)], g=groups).contiguous()
 
 
 def _equations(n: int) -> tuple[str, ...]:
     """The forward, weight-gradient and window-gradient einsums, window view -> matrix and
-    back, for n spatial axes; n = 2: "batch g o c k0 k1, batch g c k0 k1 i0 i1 -> batch g o i0 i1"."""
+    back, for n spatial axes; n = 2: "g o c k0 k1, g c k0 k1 batch i0 i1 ->
+    g o batch i0 i1"."""
     i, k = (" ".join(f"{a}{j}" for j in range(n)) for a in "ik")
-    return (f"batch g o c {k}, batch g c {k} {i} -> batch g o {i}",
-            f"batch g o {i}, batch g c {k} {i} -> batch g o c {k}",
-            f"batch g o c {k}, batch g o {i} -> batch g c {k} {i}",
-            f"batch (g c) {i} {k} -> batch g c {k} {i}", f"batch g c {k} {i} -> batch (g c) {i} {k}")
+    return (f"g o c {k}, g c {k} batch {i} -> g o batch {i}",
+            f"g c {k} batch {i}, g o batch {i} -> g o c {k}",
+            f"g o c {k}, g o batch {i} -> g c {k} batch {i}",
+            f"batch (g c) {i} {k} -> g c {k} batch {i}", f"g c {k} batch {i} -> (g c) batch {i} {k}")
 
 
 _FORWARD, _WEIGHT_GRAD, _WINDOW_GRAD, _TO_MATRIX, _TO_VIEW = (
@@ -201,12 +215,17 @@ def fold(g: Tensor, shape: tuple[int, ...], kernel: tuple[int, ...], stride: tup
     the gradients of the window entries that read it. One slice-add per kernel offset κ
     (k_1···k_n of them, never one per output position)."""
     n = len(kernel)
-    out = g.shape[-2 * n:-n]
+    size = g.shape[-2 * n:-n]
     gx = g.new_zeros(shape)
     for κ in itertools.product(*(range(k) for k in kernel)):
-        rows = tuple(slice(d * q, d * q + s * (o - 1) + 1, s) for q, d, s, o in zip(κ, dilation, stride, out))
-        gx[(..., *rows)].add_(g[(..., *κ)])
+        gx[(..., *_read_by(κ, stride, dilation, size))].add_(g[(..., *κ)])
     return gx
+
+
+def _read_by(κ: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], size) -> tuple[slice, ...]:
+    """The entries of x_pad that kernel offset κ reads over all output positions i < size:
+    ``s·i + d·κ``, one strided slice per spatial axis."""
+    return tuple(slice(d * q, d * q + s * (o - 1) + 1, s) for q, d, s, o in zip(κ, dilation, stride, size))
 
 
 class _Windows(torch.autograd.Function):
