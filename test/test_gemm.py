@@ -486,3 +486,13 @@ def test_onednn_gets_dense_operands_for_the_gradient_of_a_sum(onednn_calls):
     gemm.mm(A, B).sum().backward()
     assert len(onednn_calls) == 3
     assert all(all(call) for call in onednn_calls), onednn_calls
+
+
+@onednn
+@pytest.mark.slow
+def test_torch_compile_uses_torchs_product():
+    """Under torch.compile the product is left to the compiler (inductor picks its own GEMM)."""
+    g = torch.Generator().manual_seed(31)
+    A, B, b = torch.randn(192, 128, generator=g), torch.randn(128, 96, generator=g), torch.randn(96, generator=g)
+    compiled = torch.compile(lambda A, B, b: gemm.mm(A, B, b).relu())
+    torch.testing.assert_close(compiled(A, B, b), torch.addmm(b, A, B).relu(), rtol=1e-5, atol=1e-5)

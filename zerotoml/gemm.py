@@ -6,7 +6,7 @@ the AMD EPYC these notes were measured on, that runs at 110-190 GFLOP/s, while t
 library that torch also carries (it runs torch's CPU convolutions) multiplies the same
 matrices at 300-410 GFLOP/s. ``mm`` here sends a float32 CPU product of at least `SMALL`
 multiply-adds to oneDNN's inner product, ``X Wᵀ``; everything else (float64, GPUs, small
-products, batched products) stays with torch. It is the same sum; only the order of the
+products, batched products, code under torch.compile) stays with torch. It is the same sum; only the order of the
 additions inside it changes, as between any two BLAS libraries.
 
 ``ENGINE``: "onednn" (the default, where torch was built with it) or "torch" (always
@@ -69,11 +69,13 @@ def _plain(M: Tensor) -> bool:
 
 def uses_onednn(A: Tensor, B: Tensor) -> bool:
     """Whether ``mm(A, B)`` runs on oneDNN: two float32 CPU matrices, a product of at least
-    SMALL multiply-adds, the engine switched on, and no torch.func transform around."""
+    SMALL multiply-adds, the engine switched on, and no torch.func transform or torch.compile
+    around (the compiler picks its own kernels)."""
     return (ENGINE == "onednn" and A.dim() == 2 and B.dim() == 2 and A.dtype == torch.float32
             and B.dtype == torch.float32 and A.device.type == "cpu" and B.device.type == "cpu"
             and A.shape[0] * A.shape[1] * B.shape[1] >= SMALL
-            and not torch._C._are_functorch_transforms_active() and _onednn_works())
+            and not torch._C._are_functorch_transforms_active() and not torch.compiler.is_compiling()
+            and _onednn_works())
 
 
 def mm(A: Tensor, B: Tensor, bias: Tensor | None = None) -> Tensor:
