@@ -200,6 +200,41 @@ def test_a_batch_in_chunks_matches_torch(monkeypatch, chunk, chunks):
         assert torch.autograd.gradgradcheck(lambda x, W: forward(Conv(W, m.b, m.stride, m.padding, 1, 2), x), (xs, W))
 
 
+def test_window_matrices_given_back_are_reused_without_changing_any_result():
+    """The memory of a window matrix, given back once used, is the next forward's window
+    matrix of that shape (`_spare_again`); the gradients of a second step, of a retained graph
+    run twice and of two layers of one shape alive at once equal torch's."""
+    conv_module._SPARE.clear()
+    torch.manual_seed(3)
+    module = torch.nn.Conv2d(3, 4, 3, padding=1).double()
+    m = from_torch(module)
+    m.W.requires_grad_()
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    δ = torch.randn(2, 4, 6, 5, dtype=torch.float64)
+    want = torch.autograd.grad(module(x), (x, module.weight), δ)
+    y = forward(m, x)
+    first = torch.autograd.grad(y, (x, m.W), δ, retain_graph=True)
+    key = ((1, 3, 3, 3, 2, 6, 5), torch.float64, torch.device("cpu"))  # X[g, c, k0, k1, batch, i0, i1]
+    (spare,) = conv_module._SPARE[key]
+    again = torch.autograd.grad(y, (x, m.W), δ)  # the retained graph makes its matrix again
+    y1, y2 = forward(m, x), forward(m, 2 * x)  # two matrices of one shape alive at once
+    assert conv_module._SPARE[key] == [], "the spare was reused"
+    second = torch.autograd.grad(y1 + y2, (x, m.W), δ)
+    for got, scale in ((first, 1), (again, 1), (second, 3)):
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, scale * b, atol=1e-12, rtol=1e-12)
+    assert spare.data_ptr() in {t.data_ptr() for stack in conv_module._SPARE.values() for t in stack}
+
+
+def test_spare_window_matrices_are_bounded(monkeypatch):
+    monkeypatch.setattr(conv_module, "SPARE_BYTES", 1000)
+    conv_module._SPARE.clear()
+    conv_module._spare_again(torch.zeros(100, dtype=torch.float64))  # 800 bytes: kept
+    conv_module._spare_again(torch.zeros(100, dtype=torch.float64))  # 1600 in all: not
+    assert [len(v) for v in conv_module._SPARE.values()] == [1]
+    conv_module._SPARE.clear()
+
+
 @pytest.mark.parametrize("wanted", ["x", "W", "b", "x W"])
 def test_only_the_gradients_asked_for_are_computed_and_they_match_torch(wanted):
     """Any subset of the gradients equals torch's (the backward computes only those asked for:

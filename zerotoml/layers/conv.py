@@ -16,7 +16,7 @@ import itertools
 import math
 
 import torch
-from einops import rearrange, reduce
+from einops import rearrange
 
 from .. import kernels
 from ..einsum import einsum
@@ -109,18 +109,20 @@ class _Convolve(torch.autograd.Function):
         n, Wg = W.dim() - 2, rearrange(W, "(g o) c ... -> g o c ...", g=groups)
         ctx.geometry = (tuple(W.shape[2:]), stride, dilation, groups)
         ctx.padding, ctx.chunks = padding, _chunks(x, W, stride, padding, dilation)
-        ys = []
+        ys, keep = [], ctx.chunks == 1 and ctx.needs_input_grad[1]
         for xc in x.tensor_split(ctx.chunks):
-            X = window_matrix(pad(xc, padding), *ctx.geometry)
+            X = window_matrix(pad(xc, padding), *ctx.geometry, spare=True)
             Y = einsum(Wg, X, _FORWARD[n])  # (g, o, batch, *i), contiguous
             if b is not None:
                 Y.add_(b.reshape(groups, -1, *(1,) * (n + 1)))
             ys.append(rearrange(Y, "g o batch ... -> batch (g o) ..."))
+            if not keep:
+                _spare_again(X)
         ctx.save_for_backward(x, W)
         # the window matrix, kept for ∂L/∂W when there is a single chunk; a plain attribute, so
         # that the backward can free it as soon as it is used (made again if the graph is
         # differentiated twice or run again with retain_graph)
-        ctx.X = X if ctx.chunks == 1 and ctx.needs_input_grad[1] else None
+        ctx.X = X if keep else None
         return torch.cat(ys) if len(ys) > 1 else ys[0]
 
     @staticmethod
@@ -130,15 +132,21 @@ class _Convolve(torch.autograd.Function):
         kernel, stride, dilation, groups = ctx.geometry
         n, (need_x, need_W, need_b) = W.dim() - 2, ctx.needs_input_grad[:3]
         Wg = rearrange(W, "(g o) c ... -> g o c ...", g=groups)
-        gW, gx = 0, []
+        gW, gb, gx = 0, 0, []
         for xc, δc in zip(x.tensor_split(ctx.chunks), δ.tensor_split(ctx.chunks)):
             δc = rearrange(δc, "batch (g o) ... -> g o batch ...", g=groups).contiguous()  # (free if y's layout)
+            if need_b:  # ∂L/∂b[o] = Σ_{·, i} δ[·, o, i], over contiguous rows
+                gb = gb + δc.reshape(W.shape[0], -1).sum(1)
             if need_W:
-                keep = X is not None and not torch.is_grad_enabled()
-                Xc = X if keep else window_matrix(pad(xc, ctx.padding), *ctx.geometry)
-                X = None
-                gW = gW + einsum(Xc, δc, _WEIGHT_GRAD[n])
-            Xc = None  # (the window matrix is freed before its gradient is made)
+                again = torch.is_grad_enabled()  # create_graph: X made again from x, in the graph
+                if X is None or again:
+                    if X is not None:
+                        _spare_again(X)
+                    X = window_matrix(pad(xc, ctx.padding), *ctx.geometry, spare=not again)
+                gW = gW + einsum(X, δc, _WEIGHT_GRAD[n])
+                if not again:  # (in the graph of a second derivative it must stay as it is)
+                    _spare_again(X)  # its memory is the next forward's window matrix
+            X = None  # (given up before its gradient is made: the backward never holds both)
             if need_x:
                 gX = rearrange(einsum(Wg, δc, _WINDOW_GRAD[n]), _TO_VIEW[n])  # ((g c), batch, *i, *κ)
                 # the fold puts ∂L/∂X back on x_pad, in the products' order of axes (channels
@@ -146,9 +154,9 @@ class _Convolve(torch.autograd.Function):
                 padded = (xc.shape[1], len(xc), *(i + lo + hi for i, (lo, hi) in zip(xc.shape[2:], ctx.padding)))
                 gxc = pad(fold(gX, padded, kernel, stride, dilation), tuple((-lo, -hi) for lo, hi in ctx.padding))
                 gx.append(gxc.transpose(0, 1))
-        return (None if not need_x else torch.cat(gx) if len(gx) > 1 else gx[0].contiguous(),
+        return (None if not need_x else torch.cat(gx) if len(gx) > 1 else gx[0],
                 rearrange(gW, "g o c ... -> (g o) c ...") if need_W else None,
-                reduce(δ, "batch o ... -> o", "sum") if need_b else None, None, None, None, None)
+                gb if need_b else None, None, None, None, None)
 
 
 # Window-matrix entries per chunk of the batch (32 MB in float32; notes/cnn.md#speed).
@@ -164,10 +172,34 @@ def _chunks(x: Tensor, W: Tensor, stride, padding, dilation) -> int:
 
 
 def window_matrix(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-                  groups: int = 1) -> Tensor:
+                  groups: int = 1, *, spare: bool = False) -> Tensor:
     """``X[g, c, κ, ·, i] = x_pad[·, g·c, s·i + d·κ]``: the window view copied in this order, so
-    that per group it is a (c·κ, batch·i) matrix whose rows are runs of the input."""
-    return rearrange(window_view(xp, kernel, stride, dilation), _TO_MATRIX[len(kernel)], g=groups).contiguous()
+    that per group it is a (c·κ, batch·i) matrix whose rows are runs of the input. ``spare``:
+    into the memory of an earlier window matrix of that shape, if one was given back
+    (`_spare_again`)."""
+    view = rearrange(window_view(xp, kernel, stride, dilation), _TO_MATRIX[len(kernel)], g=groups)
+    if not spare or xp.requires_grad:
+        return view.contiguous()
+    stack = _SPARE.get((tuple(view.shape), view.dtype, view.device))
+    return stack.pop().copy_(view) if stack else view.contiguous()
+
+
+# Window matrices given back once used, by shape, dtype and device, for the next one of the
+# same shape (CPU only, at most SPARE_BYTES). A CPU step frees and asks again for the same
+# tens of megabytes; glibc's malloc serves them as fresh pages, a page fault each, which
+# costs the benchmark's convolution more than its arithmetic (notes/cnn.md#speed).
+_SPARE: dict[tuple, list[Tensor]] = {}
+SPARE_BYTES = 1 << 28
+
+
+def _spare_again(X: Tensor) -> None:
+    """Keep ``X``'s memory for the next window matrix of its shape. Only for a matrix that
+    nothing else holds (the forward's own, after use)."""
+    if X.device.type != "cpu" or X.requires_grad:
+        return  # (CUDA has a caching allocator of its own)
+    held = sum(t.numel() * t.element_size() for stack in _SPARE.values() for t in stack)
+    if held + X.numel() * X.element_size() <= SPARE_BYTES:
+        _SPARE.setdefault((tuple(X.shape), X.dtype, X.device), []).append(X)
 
 
 def _equations(n: int) -> tuple[str, ...]:
