@@ -122,7 +122,8 @@ def bench_variants(rounds: int) -> dict[str, float]:
     import torch.nn.functional as F
     from opt_einsum import contract
 
-    from zerotoml.layers.conv import convolve, pad, window_view, windows
+    from zerotoml.layers.conv import convolve
+    from zerotoml.layers.windows import pad, window_view, windows
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(32, 16, 32, 32, generator=g).requires_grad_()
@@ -169,7 +170,7 @@ def _winograd_f2x2_3x3(x, W):
     matmul over the 16 tile positions): 16 multiplications per 2x2 outputs instead of 36."""
     import torch
 
-    from zerotoml.layers.conv import pad, windows
+    from zerotoml.layers.windows import pad, windows
 
     Bt = x.new_tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
     G = x.new_tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])

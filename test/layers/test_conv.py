@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import zerotoml.layers.conv as conv_module
 from zerotoml import forward, from_torch, load, save
-from zerotoml.layers.conv import Conv, fold, window_view, windows
+from zerotoml.layers.conv import Conv
 from zerotoml.layers.conv_arithmetic import effective_kernel_size
 from zerotoml.testing import assert_matches_torch
 
@@ -144,24 +144,6 @@ def test_fast_switch_reads_the_environment(monkeypatch):
     monkeypatch.setenv("ZEROTOML_FAST_CONV", "maybe")
     with pytest.raises(ValueError, match="ZEROTOML_FAST_CONV='maybe'"):
         read_switch("ZEROTOML_FAST_CONV")
-
-
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 3), k=st.integers(1, 3), s=st.integers(1, 3), d=st.integers(1, 2),
-       extra=st.integers(0, 3), seed=st.integers(0, 999))
-def test_fold_is_the_adjoint_of_the_window_view(n, k, s, d, extra, seed):
-    """<window_view(x), g> = <x, fold(g)>, and the fold equals torch's own as_strided
-    backward and is the backward of `windows` (which the pooling layers use)."""
-    g = torch.Generator().manual_seed(seed)
-    shape = (2, 3, *(effective_kernel_size(k, d) + extra,) * n)
-    x = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
-    geometry = ((k,) * n, (s,) * n, (d,) * n)
-    v = window_view(x, *geometry)
-    gv = torch.randn(v.shape, generator=g, dtype=torch.float64)
-    folded = fold(gv, shape, *geometry)
-    torch.testing.assert_close((v * gv).sum(), (x * folded).sum(), atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(torch.autograd.grad(v, x, gv)[0], folded, atol=1e-12, rtol=1e-12)
-    torch.testing.assert_close(torch.autograd.grad(windows(x, *geometry), x, gv)[0], folded, atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("groups,bias,padding", [(1, False, ((1, 0), (0, 2))), (2, True, ((2, 1), (1, 0)))])

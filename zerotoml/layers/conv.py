@@ -3,8 +3,8 @@ windows of the zero-padded input. Dumoulin & Visin, "A guide to convolution arit
 deep learning" (2016, arXiv:1603.07285), chapter 2. Note: notes/cnn.md#convolution.
 
 The window view ``x̂[b, c, i, κ] = x_pad[b, c, s·i + d·κ]`` (one i and one κ per spatial axis)
-is ``as_strided`` on the padded input: no copy and no loop over output positions. `convolve`
-copies it once into the window matrix and contracts that with the weight; its backward is
+is ``as_strided`` on the padded input (zerotoml/layers/windows.py): no copy and no loop over
+output positions. `convolve` copies it once into the window matrix and contracts that with the weight; its backward is
 written by hand from the closed forms of conv_grad.py (`_Convolve`), and the gradient of the
 windows goes back onto the input by the "fold", one slice-add per kernel offset. The opt-in
 fast path (torch's conv kernels) is chosen in one place: `FAST` below.
@@ -12,7 +12,6 @@ fast path (torch's conv kernels) is chosen in one place: `FAST` below.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -25,7 +24,7 @@ from ..kernels import read_switch
 from ..shapes import Float, Tensor
 from ..tree import struct
 from .conv_arithmetic import as_tuple, conv_output_size, padding_pairs
-
+from .windows import fold, pad, window_view
 
 # The switch for the fast path of Conv and ConvTranspose: torch.nn.functional.conv{n}d /
 # conv_transpose{n}d instead of the einsum. Off by default; ZEROTOML_FAST_CONV=1, or set
@@ -215,68 +214,6 @@ def _equations(n: int) -> tuple[str, ...]:
 
 _FORWARD, _WEIGHT_GRAD, _WINDOW_GRAD, _TO_MATRIX, _TO_VIEW = (
     {n: _equations(n)[j] for n in (1, 2, 3)} for j in range(5))
-
-
-def pad(x: Tensor, padding: tuple[tuple[int, int], ...]) -> Tensor:
-    """``x`` with ``(p_lo, p_hi)`` zeros around each of its last len(padding) axes (a
-    negative amount crops, after the zeros are added). torch.constant_pad_nd lists the last
-    axis first."""
-    flat = tuple(p for lo_hi in reversed(padding) for p in lo_hi)
-    if any(p > 0 for p in flat):
-        x = torch.constant_pad_nd(x, tuple(max(p, 0) for p in flat), 0.0)
-    if any(p < 0 for p in flat):  # a crop: a view
-        n = len(padding)
-        x = x[(..., *(slice(-min(lo, 0), x.shape[j - n] + min(hi, 0)) for j, (lo, hi) in enumerate(padding)))]
-    return x
-
-
-def window_view(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
-                dilation: tuple[int, ...]) -> Tensor:
-    """``x̂[..., i_1..i_n, κ_1..κ_n] = xp[..., s_1 i_1 + d_1 κ_1, ..., s_n i_n + d_n κ_n]`` over
-    the last n axes of ``xp``: a view (as_strided), no copy. Output sizes: Relationship 15."""
-    n = len(kernel)
-    lead, spatial, st = xp.shape[:-n], xp.shape[-n:], xp.stride()
-    out = tuple(conv_output_size(P, k, s, 0, d) for P, k, s, d in zip(spatial, kernel, stride, dilation))
-    strides = (*st[:-n], *(s * t for s, t in zip(stride, st[-n:])), *(d * t for d, t in zip(dilation, st[-n:])))
-    return xp.as_strided((*lead, *out, *kernel), strides)
-
-
-def fold(g: Tensor, shape: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
-         dilation: tuple[int, ...]) -> Tensor:
-    """The adjoint of `window_view`: every element of the padded input receives the sum of
-    the gradients of the window entries that read it. One slice-add per kernel offset κ
-    (k_1···k_n of them, never one per output position)."""
-    n = len(kernel)
-    size = g.shape[-2 * n:-n]
-    gx = g.new_zeros(shape)
-    for κ in itertools.product(*(range(k) for k in kernel)):
-        gx[(..., *_read_by(κ, stride, dilation, size))].add_(g[(..., *κ)])
-    return gx
-
-
-def _read_by(κ: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], size) -> tuple[slice, ...]:
-    """The entries of x_pad that kernel offset κ reads over all output positions i < size:
-    ``s·i + d·κ``, one strided slice per spatial axis."""
-    return tuple(slice(d * q, d * q + s * (o - 1) + 1, s) for q, d, s, o in zip(κ, dilation, stride, size))
-
-
-class _Windows(torch.autograd.Function):
-    """`window_view` whose backward is `fold` (differentiable, so second derivatives work);
-    torch's generic as_strided and unfold backwards are several times slower."""
-
-    @staticmethod
-    def forward(ctx, xp, kernel, stride, dilation):
-        ctx.geometry = (tuple(xp.shape), kernel, stride, dilation)
-        return window_view(xp, kernel, stride, dilation)
-
-    @staticmethod
-    def backward(ctx, g):
-        return fold(g, *ctx.geometry), None, None, None
-
-
-def windows(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
-    """`window_view`, differentiable through `fold` (the pooling layers use it)."""
-    return _Windows.apply(xp, tuple(kernel), tuple(stride), tuple(dilation))
 
 
 # ------------------------------------------------------------- checks, helpers

@@ -22,7 +22,7 @@ from __future__ import annotations
 from einops import einsum, rearrange, reduce
 
 from ..shapes import Float, Tensor
-from .conv import pad, window_view
+from .windows import pad, window_view
 from .conv_arithmetic import as_tuple, conv_output_size, output_padding_for, padding_pairs
 from .conv_transpose import conv_transpose
 

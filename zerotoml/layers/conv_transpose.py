@@ -26,7 +26,8 @@ from ..generic import forward, from_torch, method
 from ..shapes import Float, Tensor
 from ..tree import struct
 from . import conv as _conv
-from .conv import _divides, _hyper, _kernel, _uniform, check_input, convolve, pad
+from .conv import _divides, _hyper, _kernel, _uniform, check_input, convolve
+from .windows import pad
 from .conv_arithmetic import as_tuple, conv_transpose_output_size
 
 

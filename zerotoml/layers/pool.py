@@ -18,7 +18,7 @@ from opt_einsum import contract
 from ..generic import forward, from_torch, method
 from ..shapes import Float, Tensor
 from ..tree import struct
-from .conv import windows
+from .windows import windows
 
 # ------------------------------------------------------------------ output sizes
 
