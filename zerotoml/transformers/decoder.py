@@ -17,7 +17,7 @@ from ..layers.linear import Linear
 from ..layers.norm import LayerNorm
 from ..shapes import Float, Tensor
 from ..tree import struct
-from .encoder import activation_from_torch, dropout_from_torch, feed_forward, self_attention
+from .encoder import activation_from_torch, dropout_from_torch, feed_forward, self_attention, stack_init
 
 __all__ = ["DecoderLayer", "Decoder"]
 
@@ -99,12 +99,8 @@ class Decoder:
              bias: bool = True, final_norm: bool = False, *, generator=None, device=None,
              dtype=None) -> Decoder:
         """Each layer drawn afresh."""
-        layers = [DecoderLayer.init(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                                    norm_first, bias, generator=generator, device=device, dtype=dtype)
-                  for _ in range(num_layers)]
-        norm = (LayerNorm.init(d_model, eps=layer_norm_eps, bias=bias, device=device, dtype=dtype)
-                if final_norm else None)
-        return cls(layers, norm)
+        return cls(*stack_init(DecoderLayer.init, num_layers, d_model, nhead, dim_feedforward, dropout, activation,
+                               layer_norm_eps, norm_first, bias, final_norm, generator, device, dtype))
 
 
 @method

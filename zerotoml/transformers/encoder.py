@@ -96,12 +96,19 @@ class Encoder:
              bias: bool = True, final_norm: bool = False, *, generator=None, device=None,
              dtype=None) -> Encoder:
         """Each layer drawn afresh (torch deep-copies one layer, so its layers start equal)."""
-        layers = [EncoderLayer.init(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps,
-                                    norm_first, bias, generator=generator, device=device, dtype=dtype)
-                  for _ in range(num_layers)]
-        norm = (LayerNorm.init(d_model, eps=layer_norm_eps, bias=bias, device=device, dtype=dtype)
-                if final_norm else None)
-        return cls(layers, norm)
+        return cls(*stack_init(EncoderLayer.init, num_layers, d_model, nhead, dim_feedforward, dropout, activation,
+                               layer_norm_eps, norm_first, bias, final_norm, generator, device, dtype))
+
+
+def stack_init(layer_init, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float,
+               activation, layer_norm_eps: float, norm_first: bool, bias: bool, final_norm: bool, generator,
+               device, dtype) -> tuple[list, LayerNorm | None]:
+    """The layers of a stack (Encoder's or Decoder's), each drawn afresh by ``layer_init``, and
+    its final LayerNorm or None."""
+    layers = [layer_init(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, norm_first, bias,
+                         generator=generator, device=device, dtype=dtype) for _ in range(num_layers)]
+    norm = LayerNorm.init(d_model, eps=layer_norm_eps, bias=bias, device=device, dtype=dtype) if final_norm else None
+    return layers, norm
 
 
 @method
