@@ -490,6 +490,7 @@ def test_onednn_gets_dense_operands_for_the_gradient_of_a_sum(onednn_calls):
 
 @onednn
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_torch_compile_uses_torchs_product():
     """Under torch.compile the product is left to the compiler (inductor picks its own GEMM)."""
     g = torch.Generator().manual_seed(31)
