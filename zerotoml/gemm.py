@@ -2,12 +2,14 @@
 
 Every contraction in zerotoml ends in a matrix product (zerotoml/einsum.py plans it), and on
 a CPU that product is most of a step's time. torch's ``mm`` hands float32 to MKL's sgemm; on
-the AMD EPYC these notes were measured on, that runs at 110-190 GFLOP/s, while the oneDNN
+the AMD EPYC these notes were measured on, that runs at 100-200 GFLOP/s, while the oneDNN
 library that torch also carries (it runs torch's CPU convolutions) multiplies the same
-matrices at 300-410 GFLOP/s. ``mm`` here sends a float32 CPU product of at least `SMALL`
+matrices at 200-420 GFLOP/s. ``mm`` here sends a float32 CPU product of at least `SMALL`
 multiply-adds to oneDNN's inner product, ``X Wᵀ``; everything else (float64, GPUs, small
-products, batched products, code under torch.compile) stays with torch. It is the same sum; only the order of the
-additions inside it changes, as between any two BLAS libraries.
+products, batched products, code under torch.compile or a torch.func transform) stays with
+torch. It is the same sum; only the order of the additions inside it changes, as between
+any two BLAS libraries. (``torch.ops.mkldnn._linear_pointwise`` is a private torch operator:
+it is tried once, on a small product, and torch.mm takes over where it is missing.)
 
 ``ENGINE``: "onednn" (the default, where torch was built with it) or "torch" (always
 torch.mm). Set it before a run (``ZEROTOML_GEMM``, read at import) or at run time
