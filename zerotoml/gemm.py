@@ -73,9 +73,10 @@ def uses_onednn(A: Tensor, B: Tensor) -> bool:
     """Whether ``mm(A, B)`` runs on oneDNN: two float32 CPU matrices, a product of at least
     SMALL multiply-adds, the engine switched on, and no torch.func transform or torch.compile
     around (the compiler picks its own kernels)."""
-    return (ENGINE == "onednn" and A.dim() == 2 and B.dim() == 2 and A.dtype == torch.float32
-            and B.dtype == torch.float32 and A.device.type == "cpu" and B.device.type == "cpu"
-            and A.shape[0] * A.shape[1] * B.shape[1] >= SMALL
+    # (the cheapest tests first: most small products are decided by their size)
+    return (A.dim() == 2 and B.dim() == 2 and A.shape[0] * A.shape[1] * B.shape[1] >= SMALL
+            and ENGINE == "onednn" and A.dtype == torch.float32 and B.dtype == torch.float32
+            and A.device.type == "cpu" and B.device.type == "cpu"
             and not torch._C._are_functorch_transforms_active() and not torch.compiler.is_compiling()
             and _onednn_works())
 
