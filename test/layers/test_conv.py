@@ -210,6 +210,20 @@ def test_window_matrices_given_back_are_reused_without_changing_any_result(monke
     assert spare.data_ptr() in {t.data_ptr() for stack in conv_module._SPARE.values() for t in stack}
 
 
+def test_a_convolution_without_padding_reuses_its_window_matrix_too(monkeypatch):
+    """Without padding the window view is a view of x itself, which requires a gradient; the
+    forward (where no graph is built) still copies it into the spare memory."""
+    monkeypatch.setattr(conv_module, "FAST", False)
+    monkeypatch.setattr(conv_module.kernels, "FUSED", False)
+    conv_module._SPARE.clear()
+    m = Conv.init(3, 4, (2, 2), dims=2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    for _ in range(3):  # the weight needs no gradient: each forward gives its matrix back at once
+        forward(m, x).sum().backward()
+    assert [len(stack) for stack in conv_module._SPARE.values()] == [1]
+    conv_module._SPARE.clear()
+
+
 def test_spare_window_matrices_are_bounded(monkeypatch):
     monkeypatch.setattr(conv_module, "SPARE_BYTES", 1000)
     conv_module._SPARE.clear()

@@ -177,7 +177,7 @@ def window_matrix(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], 
     into the memory of an earlier window matrix of that shape, if one was given back
     (`_spare_again`)."""
     view = rearrange(window_view(xp, kernel, stride, dilation), _TO_MATRIX[len(kernel)], g=groups)
-    if not spare or xp.requires_grad:
+    if not spare or (torch.is_grad_enabled() and xp.requires_grad):  # (a graph needs its own)
         return view.contiguous()
     stack = _SPARE.get((tuple(view.shape), view.dtype, view.device))
     return stack.pop().copy_(view) if stack else view.contiguous()
