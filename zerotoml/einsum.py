@@ -16,7 +16,9 @@ reshapes around it, a dozen autograd nodes per call; the plan below keeps only t
 that are needed (often none: ``x W`` is one ``mm`` on a view), and is cached per pattern and
 number of axes. What it does not plan (one or three operands, an axis repeated in an
 operand, broadcasting axes of size 1, ellipses in both operands) goes to einops.einsum.
-Tested equal to torch.einsum, values and gradients, in test/test_einsum.py.
+The plain matrix product (no batch axis, or a batch of one) goes through zerotoml/gemm.py,
+which picks the engine that multiplies. Tested equal to torch.einsum, values and gradients,
+in test/test_einsum.py.
 """
 
 from __future__ import annotations
