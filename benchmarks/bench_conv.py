@@ -231,6 +231,7 @@ def main(argv=None) -> dict:
 
     import zerotoml
     import zerotoml.devices
+    import zerotoml.gemm
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -241,7 +242,7 @@ def main(argv=None) -> dict:
             runs["freed memory kept"]["variants"] = bench_variants(args.rounds)
     elif args.variants:
         runs["glibc default"]["variants"] = bench_variants(args.rounds)
-    print(f"float32, {torch.get_num_threads()} threads, shape checks "
+    print(f"zerotoml's matrix products on {zerotoml.gemm.ENGINE} (ZEROTOML_GEMM); " f"float32, {torch.get_num_threads()} threads, shape checks "
           f"{'on' if zerotoml.shapes.CHECKS else 'off'}, median of {args.rounds} interleaved rounds; "
           f"ratio = time / torch's time")
     print(f"{'malloc:':<40}" + "".join(f"{k:>24}" for k in runs))

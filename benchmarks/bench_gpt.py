@@ -148,7 +148,7 @@ def measure(a: argparse.Namespace) -> dict:
         t_zt.append(timed(zt_step, a.steps))
         t_torch.append(timed(torch_step, a.steps))
     tokens = a.batch * a.context
-    out = {"checks": zt.shapes.CHECKS, "fused": kernels.FUSED, "compile": a.compile,
+    out = {"checks": zt.shapes.CHECKS, "fused": kernels.FUSED, "compile": a.compile, "gemm": zt.gemm.ENGINE,
            "threads": torch.get_num_threads(),
            "zerotoml_ms": 1e3 * statistics.median(t_zt), "torch_ms": 1e3 * statistics.median(t_torch),
            "zerotoml_tok_s": tokens / statistics.median(t_zt), "torch_tok_s": tokens / statistics.median(t_torch)}
@@ -203,7 +203,8 @@ def main(argv=None) -> list[dict]:
                 sys.exit(f"{label} ({malloc}): the measurement failed:\n{done.stderr}")
             results.append({"config": label, "malloc": malloc, **json.loads(done.stdout.strip().splitlines()[-1])})
     print(f"GPT {a.n_layer} layers, {a.n_head} heads, d_model {a.d_model}, context {a.context}, batch "
-          f"{a.batch}, vocab {a.vocab}; forward + backward + AdamW, float32, {results[0]['threads']} threads")
+          f"{a.batch}, vocab {a.vocab}; forward + backward + AdamW, float32, {results[0]['threads']} threads; "
+          f"zerotoml's matrix products on {results[0]['gemm']} (ZEROTOML_GEMM), torch.nn's on torch.mm")
     print(f"{'configuration':<28}{'malloc':<19}{'zerotoml':>11}{'torch.nn':>11}{'throughput ratio':>18}"
           f"{'gen tok/s cache':>17}{'no cache':>10}")
     for r in results:
