@@ -24,7 +24,7 @@ import os
 import torch
 from torch import Tensor
 
-__all__ = ["ENGINE", "addmm", "mm", "uses_onednn"]
+__all__ = ["ENGINE", "addmm", "mm", "onednn_in_use", "uses_onednn"]
 
 
 def _read_engine() -> str:
@@ -67,6 +67,11 @@ def _inner(A: Tensor, B: Tensor, bias: Tensor | None = None) -> Tensor:
 def _plain(M: Tensor) -> bool:
     """Row-major or column-major, with no gaps and no broadcast axis."""
     return M.is_contiguous() or M.t().is_contiguous()
+
+
+def onednn_in_use() -> bool:
+    """Whether large float32 CPU products go to oneDNN now: the engine switched on and there."""
+    return ENGINE == "onednn" and _onednn_works()
 
 
 def uses_onednn(A: Tensor, B: Tensor) -> bool:

@@ -224,6 +224,30 @@ def test_a_convolution_without_padding_reuses_its_window_matrix_too(monkeypatch)
     conv_module._SPARE.clear()
 
 
+@pytest.mark.parametrize("engine", ["onednn", "torch"])
+def test_both_layouts_of_the_products_match_torch(monkeypatch, engine):
+    """With the products on torch.mm (``ZEROTOML_GEMM=torch``) a one-group convolution runs
+    one product per sample; on oneDNN, one over the whole batch. Both equal torch's, values,
+    gradients and second derivatives (the rest of this file runs whichever the engine picks)."""
+    from zerotoml import gemm
+
+    monkeypatch.setattr(gemm, "ENGINE", engine)
+    monkeypatch.setattr(conv_module, "FAST", False)
+    monkeypatch.setattr(conv_module.kernels, "FUSED", False)
+    x = torch.randn(3, 4, 7, 6, dtype=torch.float64)
+    assert conv_module._per_sample(x, 1) == (engine == "torch" or not gemm._onednn_works())
+    assert not conv_module._per_sample(x, 2)
+    torch.manual_seed(5)
+    for module in (torch.nn.Conv2d(4, 6, 3, stride=(2, 1), padding=(1, 2), dilation=(1, 2)),
+                   torch.nn.Conv2d(4, 6, (2, 3), padding=1, groups=2, bias=False),
+                   torch.nn.Conv1d(4, 5, 3, padding="same")):
+        module = module.double()
+        assert_matches_torch(module, [x if isinstance(module, torch.nn.Conv2d) else x[:, :, 0]])
+    m = Conv.init(2, 3, (2, 2), padding=1, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    xs, W = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True), m.W.clone().requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda x, W: forward(Conv(W, m.b, m.stride, m.padding), x), (xs, W))
+
+
 def test_spare_window_matrices_are_bounded(monkeypatch):
     monkeypatch.setattr(conv_module, "SPARE_BYTES", 1000)
     conv_module._SPARE.clear()

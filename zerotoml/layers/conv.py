@@ -17,7 +17,7 @@ import math
 import torch
 from einops import rearrange
 
-from .. import kernels
+from .. import gemm, kernels
 from ..einsum import einsum
 from ..generic import forward, from_torch, method
 from ..kernels import read_switch
@@ -109,9 +109,13 @@ class _Convolve(torch.autograd.Function):
         ctx.geometry = (tuple(W.shape[2:]), stride, dilation, groups)
         ctx.padding, ctx.chunks = padding, _chunks(x, W, stride, padding, dilation)
         ys, keep = [], ctx.chunks == 1 and ctx.needs_input_grad[1]
+        ctx.per_sample = _per_sample(x, groups)
         for xc in x.tensor_split(ctx.chunks):
             X = window_matrix(pad(xc, padding), *ctx.geometry, spare=True)
-            Y = einsum(Wg, X, _FORWARD[n])  # (g, o, batch, *i), contiguous
+            if ctx.per_sample:  # (g, o, batch, *i), a view in NCHW order
+                Y = einsum(Wg.expand(len(xc), *Wg.shape), X, _PER_SAMPLE[n][0])
+            else:  # (g, o, batch, *i), contiguous
+                Y = einsum(Wg, X, _FORWARD[n])
             if b is not None:
                 Y.add_(b.reshape(groups, -1, *(1,) * (n + 1)))
             ys.append(rearrange(Y, "g o batch ... -> batch (g o) ..."))
@@ -142,12 +146,15 @@ class _Convolve(torch.autograd.Function):
                     if X is not None:
                         _spare_again(X)
                     X = window_matrix(pad(xc, ctx.padding), *ctx.geometry, spare=not again)
-                gW = gW + einsum(X, δc, _WEIGHT_GRAD[n])
+                gW = gW + (einsum(X, δc, _PER_SAMPLE[n][1]).sum(0) if ctx.per_sample
+                           else einsum(X, δc, _WEIGHT_GRAD[n]))
                 if not again:  # (in the graph of a second derivative it must stay as it is)
                     _spare_again(X)  # its memory is the next forward's window matrix
             X = None  # (given up before its gradient is made: the backward never holds both)
             if need_x:
-                gX = rearrange(einsum(Wg, δc, _WINDOW_GRAD[n]), _TO_VIEW[n])  # ((g c), batch, *i, *κ)
+                gX = (einsum(Wg.expand(len(xc), *Wg.shape), δc, _PER_SAMPLE[n][2]) if ctx.per_sample
+                      else einsum(Wg, δc, _WINDOW_GRAD[n]))
+                gX = rearrange(gX, _TO_VIEW[n])  # ((g c), batch, *i, *κ)
                 # the fold puts ∂L/∂X back on x_pad, in the products' order of axes (channels
                 # outermost); cropping the padding is pad's adjoint
                 padded = (xc.shape[1], len(xc), *(i + lo + hi for i, (lo, hi) in zip(xc.shape[2:], ctx.padding)))
@@ -204,16 +211,30 @@ def _spare_again(X: Tensor) -> None:
 def _equations(n: int) -> tuple[str, ...]:
     """The forward, weight-gradient and window-gradient einsums, window view -> matrix and
     back, for n spatial axes; n = 2: "g o c k0 k1, g c k0 k1 batch i0 i1 ->
-    g o batch i0 i1"."""
+    g o batch i0 i1". Then the same three with the batch in both operands (the weight
+    expanded over it), which run as one product per sample (`_per_sample`)."""
     i, k = (" ".join(f"{a}{j}" for j in range(n)) for a in "ik")
     return (f"g o c {k}, g c {k} batch {i} -> g o batch {i}",
             f"g c {k} batch {i}, g o batch {i} -> g o c {k}",
             f"g o c {k}, g o batch {i} -> g c {k} batch {i}",
-            f"batch (g c) {i} {k} -> g c {k} batch {i}", f"g c {k} batch {i} -> (g c) batch {i} {k}")
+            f"batch (g c) {i} {k} -> g c {k} batch {i}", f"g c {k} batch {i} -> (g c) batch {i} {k}",
+            f"batch g o c {k}, g c {k} batch {i} -> g o batch {i}",
+            f"g c {k} batch {i}, g o batch {i} -> batch g o c {k}",
+            f"batch g o c {k}, g o batch {i} -> g c {k} batch {i}")
 
 
 _FORWARD, _WEIGHT_GRAD, _WINDOW_GRAD, _TO_MATRIX, _TO_VIEW = (
     {n: _equations(n)[j] for n in (1, 2, 3)} for j in range(5))
+_PER_SAMPLE = {n: _equations(n)[5:] for n in (1, 2, 3)}  # forward, weight gradient, window gradient
+
+
+def _per_sample(x: Tensor, groups: int) -> bool:
+    """Whether the three products run one per sample instead of one over the whole batch: on
+    a CPU whose products go to torch.mm (``ZEROTOML_GEMM=torch``, or a torch without oneDNN's
+    inner product). MKL's sgemm runs the wide (c·k·k, batch·i) products at half the speed of
+    the per-sample ones; oneDNN the other way round (notes/cnn.md#speed). The window matrix
+    is the same; one group only (with groups, the groups are the batch already)."""
+    return groups == 1 and x.device.type == "cpu" and not gemm.onednn_in_use()
 
 
 # ------------------------------------------------------------- checks, helpers
