@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import zerotoml.layers.conv as conv_module
+import zerotoml.layers.windows as windows_module
 from zerotoml import forward, from_torch, load, save
 from zerotoml.layers.conv import Conv
 from zerotoml.layers.conv_arithmetic import effective_kernel_size
@@ -184,11 +185,11 @@ def test_a_batch_in_chunks_matches_torch(monkeypatch, chunk, chunks):
 
 def test_window_matrices_given_back_are_reused_without_changing_any_result(monkeypatch):
     """The memory of a window matrix, given back once used, is the next forward's window
-    matrix of that shape (`_spare_again`); the gradients of a second step, of a retained graph
+    matrix of that shape (`windows.spare_again`); the gradients of a second step, of a retained graph
     run twice and of two layers of one shape alive at once equal torch's."""
     monkeypatch.setattr(conv_module, "FAST", False)  # the einsum path, whatever the environment says
     monkeypatch.setattr(conv_module.kernels, "FUSED", False)
-    conv_module._SPARE.clear()
+    windows_module.SPARE.clear()
     torch.manual_seed(3)
     module = torch.nn.Conv2d(3, 4, 3, padding=1).double()
     m = from_torch(module)
@@ -199,15 +200,15 @@ def test_window_matrices_given_back_are_reused_without_changing_any_result(monke
     y = forward(m, x)
     first = torch.autograd.grad(y, (x, m.W), δ, retain_graph=True)
     key = ((1, 3, 3, 3, 2, 6, 5), torch.float64, torch.device("cpu"))  # X[g, c, k0, k1, batch, i0, i1]
-    (spare,) = conv_module._SPARE[key]
+    (spare,) = windows_module.SPARE[key]
     again = torch.autograd.grad(y, (x, m.W), δ)  # the retained graph makes its matrix again
     y1, y2 = forward(m, x), forward(m, 2 * x)  # two matrices of one shape alive at once
-    assert conv_module._SPARE[key] == [], "the spare was reused"
+    assert windows_module.SPARE[key] == [], "the spare was reused"
     second = torch.autograd.grad(y1 + y2, (x, m.W), δ)
     for got, scale in ((first, 1), (again, 1), (second, 3)):
         for a, b in zip(got, want):
             torch.testing.assert_close(a, scale * b, atol=1e-12, rtol=1e-12)
-    assert spare.data_ptr() in {t.data_ptr() for stack in conv_module._SPARE.values() for t in stack}
+    assert spare.data_ptr() in {t.data_ptr() for stack in windows_module.SPARE.values() for t in stack}
 
 
 def test_a_convolution_without_padding_reuses_its_window_matrix_too(monkeypatch):
@@ -215,13 +216,13 @@ def test_a_convolution_without_padding_reuses_its_window_matrix_too(monkeypatch)
     forward (where no graph is built) still copies it into the spare memory."""
     monkeypatch.setattr(conv_module, "FAST", False)
     monkeypatch.setattr(conv_module.kernels, "FUSED", False)
-    conv_module._SPARE.clear()
+    windows_module.SPARE.clear()
     m = Conv.init(3, 4, (2, 2), dims=2, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
     for _ in range(3):  # the weight needs no gradient: each forward gives its matrix back at once
         forward(m, x).sum().backward()
-    assert [len(stack) for stack in conv_module._SPARE.values()] == [1]
-    conv_module._SPARE.clear()
+    assert [len(stack) for stack in windows_module.SPARE.values()] == [1]
+    windows_module.SPARE.clear()
 
 
 @pytest.mark.parametrize("engine", ["onednn", "torch"])
@@ -246,15 +247,6 @@ def test_both_layouts_of_the_products_match_torch(monkeypatch, engine):
     m = Conv.init(2, 3, (2, 2), padding=1, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     xs, W = torch.randn(2, 2, 3, 3, dtype=torch.float64, requires_grad=True), m.W.clone().requires_grad_()
     assert torch.autograd.gradgradcheck(lambda x, W: forward(Conv(W, m.b, m.stride, m.padding), x), (xs, W))
-
-
-def test_spare_window_matrices_are_bounded(monkeypatch):
-    monkeypatch.setattr(conv_module, "SPARE_BYTES", 1000)
-    conv_module._SPARE.clear()
-    conv_module._spare_again(torch.zeros(100, dtype=torch.float64))  # 800 bytes: kept
-    conv_module._spare_again(torch.zeros(100, dtype=torch.float64))  # 1600 in all: not
-    assert [len(v) for v in conv_module._SPARE.values()] == [1]
-    conv_module._SPARE.clear()
 
 
 @pytest.mark.parametrize("wanted", ["x", "W", "b", "x W"])

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zerotoml.layers.conv_arithmetic import effective_kernel_size
+import zerotoml.layers.windows as windows_module
 from zerotoml.layers.windows import fold, pad, window_view, windows
 
 
@@ -34,3 +35,12 @@ def test_pad_adds_zeros_then_crops():
     torch.testing.assert_close(pad(x, ((1, 2),)), torch.nn.functional.pad(x, (1, 2)))
     torch.testing.assert_close(pad(x, ((1, 0), (0, 2))), torch.nn.functional.pad(x, (0, 2, 1, 0)))
     torch.testing.assert_close(pad(x, ((-1, 1), (2, -3))), torch.nn.functional.pad(x, (2, 0, 0, 1))[:, 1:, :-3])
+
+
+def test_spare_window_matrices_are_bounded(monkeypatch):
+    monkeypatch.setattr(windows_module, "SPARE_BYTES", 1000)
+    windows_module.SPARE.clear()
+    windows_module.spare_again(torch.zeros(100, dtype=torch.float64))  # 800 bytes: kept
+    windows_module.spare_again(torch.zeros(100, dtype=torch.float64))  # 1600 in all: not
+    assert [len(v) for v in windows_module.SPARE.values()] == [1]
+    windows_module.SPARE.clear()

@@ -24,7 +24,7 @@ from ..kernels import read_switch
 from ..shapes import Float, Tensor
 from ..tree import struct
 from .conv_arithmetic import as_tuple, conv_output_size, padding_pairs
-from .windows import fold, pad, window_view
+from .windows import fold, pad, spare_again, window_matrix
 
 # The switch for the fast path of Conv and ConvTranspose: torch.nn.functional.conv{n}d /
 # conv_transpose{n}d instead of the einsum. Off by default; ZEROTOML_FAST_CONV=1, or set
@@ -90,7 +90,7 @@ def convolve(x: Tensor, W: Tensor, b: Tensor | None, stride: tuple[int, ...],
 
 class _Convolve(torch.autograd.Function):
     """Three einsums over the window matrix ``X[g, c, κ, ·, i] = x_pad[·, g, c, s·i + d·κ]``
-    (`window_matrix`): per group a (c·κ, batch·i) matrix, so that each einsum is one matrix
+    (`windows.window_matrix`): per group a (c·κ, batch·i) matrix, so that each einsum is one matrix
     product over the whole batch (zerotoml/einsum.py, zerotoml/gemm.py; notes/cnn.md#speed):
 
         y[·, g, o, i]        = Σ_{c, κ} W[g, o, c, κ] · X[g, c, κ, ·, i]  + b[g, o]
@@ -120,7 +120,7 @@ class _Convolve(torch.autograd.Function):
                 Y.add_(b.reshape(groups, -1, *(1,) * (n + 1)))
             ys.append(rearrange(Y, "g o batch ... -> batch (g o) ..."))
             if not keep:
-                _spare_again(X)
+                spare_again(X)
         ctx.save_for_backward(x, W)
         # the window matrix, kept for ∂L/∂W when there is a single chunk; a plain attribute, so
         # that the backward can free it as soon as it is used (made again if the graph is
@@ -144,12 +144,12 @@ class _Convolve(torch.autograd.Function):
                 again = torch.is_grad_enabled()  # create_graph: X made again from x, in the graph
                 if X is None or again:
                     if X is not None:
-                        _spare_again(X)
+                        spare_again(X)
                     X = window_matrix(pad(xc, ctx.padding), *ctx.geometry, spare=not again)
                 gW = gW + (einsum(X, δc, _PER_SAMPLE[n][1]).sum(0) if ctx.per_sample
                            else einsum(X, δc, _WEIGHT_GRAD[n]))
                 if not again:  # (in the graph of a second derivative it must stay as it is)
-                    _spare_again(X)  # its memory is the next forward's window matrix
+                    spare_again(X)  # its memory is the next forward's window matrix
             X = None  # (given up before its gradient is made: the backward never holds both)
             if need_x:
                 gX = (einsum(Wg.expand(len(xc), *Wg.shape), δc, _PER_SAMPLE[n][2]) if ctx.per_sample
@@ -177,55 +177,23 @@ def _chunks(x: Tensor, W: Tensor, stride, padding, dilation) -> int:
     return max(1, min(len(x), -(-entries // CHUNK)))
 
 
-def window_matrix(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-                  groups: int = 1, *, spare: bool = False) -> Tensor:
-    """``X[g, c, κ, ·, i] = x_pad[·, g·c, s·i + d·κ]``: the window view copied in this order, so
-    that per group it is a (c·κ, batch·i) matrix whose rows are runs of the input. ``spare``:
-    into the memory of an earlier window matrix of that shape, if one was given back
-    (`_spare_again`)."""
-    view = rearrange(window_view(xp, kernel, stride, dilation), _TO_MATRIX[len(kernel)], g=groups)
-    if not spare or (torch.is_grad_enabled() and xp.requires_grad):  # (a graph needs its own)
-        return view.contiguous()
-    stack = _SPARE.get((tuple(view.shape), view.dtype, view.device))
-    return stack.pop().copy_(view) if stack else view.contiguous()
-
-
-# Window matrices given back once used, by shape, dtype and device, for the next one of the
-# same shape (CPU only, at most SPARE_BYTES). A CPU step frees and asks again for the same
-# tens of megabytes; glibc's malloc serves them as fresh pages, a page fault each, which
-# costs the benchmark's convolution more than its arithmetic (notes/cnn.md#speed).
-_SPARE: dict[tuple, list[Tensor]] = {}
-SPARE_BYTES = 1 << 28
-
-
-def _spare_again(X: Tensor) -> None:
-    """Keep ``X``'s memory for the next window matrix of its shape. Only for a matrix that
-    nothing else holds (the forward's own, after use)."""
-    if X.device.type != "cpu" or X.requires_grad:
-        return  # (CUDA has a caching allocator of its own)
-    held = sum(t.numel() * t.element_size() for stack in _SPARE.values() for t in stack)
-    if held + X.numel() * X.element_size() <= SPARE_BYTES:
-        _SPARE.setdefault((tuple(X.shape), X.dtype, X.device), []).append(X)
-
-
 def _equations(n: int) -> tuple[str, ...]:
-    """The forward, weight-gradient and window-gradient einsums, window view -> matrix and
-    back, for n spatial axes; n = 2: "g o c k0 k1, g c k0 k1 batch i0 i1 ->
+    """The forward, weight-gradient and window-gradient einsums, and the window matrix's
+    gradient -> the window view's axes, for n spatial axes; n = 2: "g o c k0 k1, g c k0 k1 batch i0 i1 ->
     g o batch i0 i1". Then the same three with the batch in both operands (the weight
     expanded over it), which run as one product per sample (`_per_sample`)."""
     i, k = (" ".join(f"{a}{j}" for j in range(n)) for a in "ik")
     return (f"g o c {k}, g c {k} batch {i} -> g o batch {i}",
             f"g c {k} batch {i}, g o batch {i} -> g o c {k}",
             f"g o c {k}, g o batch {i} -> g c {k} batch {i}",
-            f"batch (g c) {i} {k} -> g c {k} batch {i}", f"g c {k} batch {i} -> (g c) batch {i} {k}",
+            f"g c {k} batch {i} -> (g c) batch {i} {k}",
             f"batch g o c {k}, g c {k} batch {i} -> g o batch {i}",
             f"g c {k} batch {i}, g o batch {i} -> batch g o c {k}",
             f"batch g o c {k}, g o batch {i} -> g c {k} batch {i}")
 
 
-_FORWARD, _WEIGHT_GRAD, _WINDOW_GRAD, _TO_MATRIX, _TO_VIEW = (
-    {n: _equations(n)[j] for n in (1, 2, 3)} for j in range(5))
-_PER_SAMPLE = {n: _equations(n)[5:] for n in (1, 2, 3)}  # forward, weight gradient, window gradient
+_FORWARD, _WEIGHT_GRAD, _WINDOW_GRAD, _TO_VIEW = ({n: _equations(n)[j] for n in (1, 2, 3)} for j in range(4))
+_PER_SAMPLE = {n: _equations(n)[4:] for n in (1, 2, 3)}  # forward, weight gradient, window gradient
 
 
 def _per_sample(x: Tensor, groups: int) -> bool:

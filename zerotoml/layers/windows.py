@@ -6,7 +6,9 @@ The window view ``x̂[..., i, κ] = x_pad[..., s·i + d·κ]`` (one i and one κ
 overlap, so the gradient of the view adds up, on each input element, the gradients of every
 window entry that reads it: the fold, one strided slice-add per kernel offset. `Conv`
 (zerotoml/layers/conv.py), the transposed convolution and the pooling layers are built on these.
-Tested in test/layers/test_windows.py.
+`Conv` copies the view once into a window matrix (`window_matrix`), whose memory is given
+back after use (`spare_again`) for the next one of that shape (notes/cnn.md#speed).
+Tested in test/layers/test_windows.py and test/layers/test_conv.py.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import itertools
 
 import torch
+from einops import rearrange
 
 from ..shapes import Tensor
 from .conv_arithmetic import conv_output_size
 
-__all__ = ["fold", "pad", "window_view", "windows"]
+__all__ = ["SPARE", "SPARE_BYTES", "fold", "pad", "spare_again", "window_matrix", "window_view", "windows"]
 
 
 def pad(x: Tensor, padding: tuple[tuple[int, int], ...]) -> Tensor:
@@ -81,3 +84,36 @@ class _Windows(torch.autograd.Function):
 def windows(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> Tensor:
     """`window_view`, differentiable through `fold` (the pooling layers use it)."""
     return _Windows.apply(xp, tuple(kernel), tuple(stride), tuple(dilation))
+
+
+def window_matrix(xp: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+                  groups: int = 1, *, spare: bool = False) -> Tensor:
+    """``X[g, c, κ, ·, i] = x_pad[·, g·c, s·i + d·κ]``: the window view copied in this order, so
+    that per group it is a (c·κ, batch·i) matrix whose rows are runs of the input. ``spare``:
+    into the memory of an earlier window matrix of that shape, if one was given back
+    (`spare_again`). `Conv`'s products read it (zerotoml/layers/conv.py)."""
+    n = len(kernel)
+    i, k = (" ".join(f"{a}{j}" for j in range(n)) for a in "ik")
+    view = rearrange(window_view(xp, kernel, stride, dilation), f"batch (g c) {i} {k} -> g c {k} batch {i}", g=groups)
+    if not spare or (torch.is_grad_enabled() and xp.requires_grad):  # (a graph needs its own)
+        return view.contiguous()
+    stack = SPARE.get((tuple(view.shape), view.dtype, view.device))
+    return stack.pop().copy_(view) if stack else view.contiguous()
+
+
+# Window matrices given back once used, by shape, dtype and device, for the next one of the
+# same shape (CPU only, at most SPARE_BYTES). A CPU step frees and asks again for the same
+# tens of megabytes; glibc's malloc serves them as fresh pages, a page fault each, which
+# costs the benchmark's convolution more than its arithmetic (notes/cnn.md#speed).
+SPARE: dict[tuple, list[Tensor]] = {}
+SPARE_BYTES = 1 << 28
+
+
+def spare_again(X: Tensor) -> None:
+    """Keep ``X``'s memory for the next window matrix of its shape. Only for a matrix that
+    nothing else holds (the forward's own, after use)."""
+    if X.device.type != "cpu" or X.requires_grad:
+        return  # (CUDA has a caching allocator of its own)
+    held = sum(t.numel() * t.element_size() for stack in SPARE.values() for t in stack)
+    if held + X.numel() * X.element_size() <= SPARE_BYTES:
+        SPARE.setdefault((tuple(X.shape), X.dtype, X.device), []).append(X)
