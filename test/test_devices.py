@@ -6,7 +6,13 @@ import sys
 import pytest
 import torch
 
-from zerotoml.devices import available_devices, describe_device, keep_freed_memory, pick_device, synchronize
+from zerotoml.devices import (
+    available_devices,
+    describe_device,
+    keep_freed_memory,
+    pick_device,
+    synchronize,
+)
 
 
 def test_auto_picks_the_best_present_device():

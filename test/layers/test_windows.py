@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerotoml.layers.conv_arithmetic import effective_kernel_size
 import zerotoml.layers.windows as windows_module
+from zerotoml.layers.conv_arithmetic import effective_kernel_size
 from zerotoml.layers.windows import fold, pad, window_view, windows
 
 

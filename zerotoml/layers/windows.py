@@ -54,17 +54,13 @@ def fold(g: Tensor, shape: tuple[int, ...], kernel: tuple[int, ...], stride: tup
     the gradients of the window entries that read it. One slice-add per kernel offset κ
     (k_1···k_n of them, never one per output position)."""
     n = len(kernel)
-    size = g.shape[-2 * n:-n]
+    out = g.shape[-2 * n:-n]
     gx = g.new_zeros(shape)
     for κ in itertools.product(*(range(k) for k in kernel)):
-        gx[(..., *_read_by(κ, stride, dilation, size))].add_(g[(..., *κ)])
+        # the entries that offset κ reads over all output positions: s·i + d·κ, i < out
+        rows = tuple(slice(d * q, d * q + s * (o - 1) + 1, s) for q, d, s, o in zip(κ, dilation, stride, out))
+        gx[(..., *rows)].add_(g[(..., *κ)])
     return gx
-
-
-def _read_by(κ: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], size) -> tuple[slice, ...]:
-    """The entries of x_pad that kernel offset κ reads over all output positions i < size:
-    ``s·i + d·κ``, one strided slice per spatial axis."""
-    return tuple(slice(d * q, d * q + s * (o - 1) + 1, s) for q, d, s, o in zip(κ, dilation, stride, size))
 
 
 class _Windows(torch.autograd.Function):
