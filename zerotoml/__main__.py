@@ -13,7 +13,36 @@ import sys
 from pathlib import Path
 
 USAGE = """usage: python -m zerotoml                      list the examples
-       python -m zerotoml run NAME [OPTIONS]     run one (``run NAME --help`` lists its options)"""
+       python -m zerotoml run NAME [--engine fast|reference] [OPTIONS]
+                                                 run one (``run NAME --help`` lists its options)
+
+--engine: "fast" (the default for examples: torch's fused kernels, the einsum planner,
+          the measured matrix-product library) or "reference" (every layer as its formula,
+          the code the notes explain); see notes/performance.md#engines"""
+
+
+def split_engine(argv: list[str]) -> tuple[str, list[str]]:
+    """``--engine NAME`` (or ``--engine=NAME``) taken out of an example's options: (engine, the
+    rest). Default "fast", or ``$ZEROTOML_ENGINE`` where it is set. A bad value is a ValueError."""
+    from . import engine
+
+    name, rest, i = os.environ.get("ZEROTOML_ENGINE", "").strip().lower() or "fast", [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--engine" or a.startswith("--engine="):
+            if a == "--engine":
+                if i + 1 >= len(argv):
+                    raise ValueError("--engine needs a value: fast or reference")
+                value, i = argv[i + 1], i + 2
+            else:
+                value, i = a.split("=", 1)[1], i + 1
+            name = value.strip().lower()
+            continue
+        rest.append(a)
+        i += 1
+    if name not in engine.ENGINES:
+        raise ValueError(f"--engine {name!r}: expected one of {', '.join(engine.ENGINES)}")
+    return name, rest
 
 
 def examples_dir() -> Path:
@@ -58,6 +87,11 @@ def run_example(name: str, argv: list[str]) -> int:
         known = ", ".join(found) or f"none (no examples in {examples_dir()})"
         print(f"zerotoml: unknown example {name!r}; known examples: {known}", file=sys.stderr)
         return 2
+    try:
+        engine_name, argv = split_engine(argv)
+    except ValueError as e:
+        print(f"zerotoml run {key}: {e}", file=sys.stderr)
+        return 2
     path = found[key][0]
     spec = importlib.util.spec_from_file_location(f"zerotoml_example_{key}", path)
     module = importlib.util.module_from_spec(spec)
@@ -66,9 +100,16 @@ def run_example(name: str, argv: list[str]) -> int:
     if not callable(getattr(module, "main", None)):
         print(f"zerotoml: example {str(path)!r} has no main(argv) function", file=sys.stderr)
         return 2
-    from .devices import keep_freed_memory
+    from . import engine
 
-    keep_freed_memory()  # a training step's temporaries come back without page faults (notes/training.md#devices)
+    if "-h" in argv or "--help" in argv:
+        print(f"(the runner takes --engine fast|reference, default fast, before or among these options)")
+    engine.use(engine_name)
+    if engine_name == "fast":
+        # a training step's temporaries come back without page faults (notes/performance.md#the-allocator)
+        engine.memory.keep_freed_memory()
+    print(f"engine: {engine_name}" + (" (--engine reference runs every layer as its formula)"
+                                      if engine_name == "fast" else ""), flush=True)
     code = module.main(argv)
     return int(code or 0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange, reduce
 
-from . import kernels
+from . import engine
 from .einsum import einsum
 from .layers.activation import log_softmax
 from .shapes import Float, Int, Tensor
@@ -90,10 +90,10 @@ def cross_entropy(input: Float[Tensor, "..."], target: Tensor, *, weight: Float[
         raise ValueError(f"cross_entropy: label_smoothing={label_smoothing}; expected a value in [0, 1]")
     z = _classes_last(input, "cross_entropy")
     C = z.shape[-1]
-    if kernels.FUSED and not target.is_floating_point():  # the opt-in fast path (zerotoml/kernels.py)
+    if engine.fast() and not target.is_floating_point():  # the fast engine takes over (zerotoml/engine/kernels.py)
         _check_targets(target, C, weight, ignore_index, "cross_entropy", tuple(input.shape))
-        return torch.nn.functional.cross_entropy(input, target, weight=weight, ignore_index=ignore_index,
-                                                 reduction=reduction, label_smoothing=label_smoothing)
+        _reduce(input, reduction, "cross_entropy")  # (the reduction checked the same way)
+        return engine.kernels.cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     # log p_{i,c} = z_{i,c} − log Σ_k e^{z_{i,k}}
     logp = log_softmax(z, dim=-1)
     ε = label_smoothing

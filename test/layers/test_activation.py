@@ -73,3 +73,48 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match="unknown name 'swish'"):
         A.activation("swish")
     assert A.activation("silu") == A.SiLU()
+
+
+# ------------------------------------------------------- the hand-derived gradients
+
+from zerotoml.layers.activation import gelu, gelu_vjp, log_softmax, log_softmax_vjp, softmax, softmax_vjp  # noqa: E402
+
+_f64 = torch.float64
+
+
+def _first_and_second(f, vjp, x):
+    """The hand-derived vjp against autograd's: first derivatives, and the second (the
+    gradient of a function of the first derivative), float64."""
+    x = x.detach().requires_grad_()
+    g = torch.randn(x.shape, dtype=_f64, generator=torch.Generator().manual_seed(3))
+    (auto,) = torch.autograd.grad(f(x), x, g, create_graph=True)
+    hand = vjp(g, x)
+    torch.testing.assert_close(hand, auto, atol=1e-12, rtol=1e-12)
+    w = torch.randn(x.shape, dtype=_f64, generator=torch.Generator().manual_seed(4))
+    (auto2,) = torch.autograd.grad((auto * w).sum(), x)
+    (hand2,) = torch.autograd.grad((hand * w).sum(), x)
+    torch.testing.assert_close(hand2, auto2, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_vjp_is_autograds_first_and_second_derivative(approximate):
+    x = 3 * torch.randn(5, 7, dtype=_f64, generator=torch.Generator().manual_seed(0))
+    _first_and_second(lambda x: gelu(x, approximate), lambda g, x: gelu_vjp(g, x, approximate), x)
+
+
+@pytest.mark.parametrize("dim", [0, -1])
+def test_softmax_and_log_softmax_vjps_are_autograds_derivatives(dim):
+    x = torch.randn(4, 6, dtype=_f64, generator=torch.Generator().manual_seed(1))
+    _first_and_second(lambda x: softmax(x, dim), lambda g, x: softmax_vjp(g, softmax(x, dim), dim), x)
+    _first_and_second(lambda x: log_softmax(x, dim), lambda g, x: log_softmax_vjp(g, log_softmax(x, dim), dim), x)
+
+
+def test_softmax_of_a_fully_masked_row_is_zero_with_zero_gradient():
+    x = torch.randn(3, 4, dtype=_f64, generator=torch.Generator().manual_seed(2))
+    x[1] = -float("inf")
+    x.requires_grad_()
+    p = softmax(x)
+    assert torch.equal(p[1].detach(), torch.zeros(4, dtype=_f64))
+    torch.testing.assert_close(p[0], torch.softmax(x[0], -1), atol=1e-15, rtol=1e-15)
+    (g,) = torch.autograd.grad((p * torch.arange(12.0, dtype=_f64).reshape(3, 4)).sum(), x)
+    assert torch.isfinite(g).all() and torch.equal(g[1], torch.zeros(4, dtype=_f64))

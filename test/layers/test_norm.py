@@ -137,3 +137,32 @@ def test_layernorm_from_torch_keeps_dtype():
     m = from_torch(nn.LayerNorm((2, 3)))
     assert m.weight.dtype == torch.float32 and m.normalized_shape == (2, 3)
     assert from_torch(nn.RMSNorm(3)).eps is None
+
+
+# ------------------------------------------------------- the hand-derived gradient
+
+from zerotoml.layers.norm import layer_norm_vjp  # noqa: E402
+
+
+@pytest.mark.parametrize("affine", ["both", "gain", "none"])
+@pytest.mark.parametrize("shape", [(6,), (2, 3)])
+def test_layer_norm_vjp_is_autograds_first_and_second_derivative(affine, shape):
+    f64 = torch.float64
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, *shape, dtype=f64, generator=gen).requires_grad_()
+    w = torch.randn(shape, dtype=f64, generator=gen).requires_grad_() if affine != "none" else None
+    b = torch.randn(shape, dtype=f64, generator=gen).requires_grad_() if affine == "both" else None
+    m = LayerNorm(w, b, shape)
+    g = torch.randn(x.shape, dtype=f64, generator=gen)
+    wants = [t for t in (x, w, b) if t is not None]
+    auto = torch.autograd.grad(forward(m, x), wants, g, create_graph=True)
+    hand = [t for t in layer_norm_vjp(g, x, m) if t is not None]
+    for a, h in zip(auto, hand):
+        torch.testing.assert_close(h, a, atol=1e-12, rtol=1e-12)
+    # second derivatives: the gradient of a weighted sum of ∂L/∂x with respect to x (and the gain)
+    r = torch.randn(x.shape, dtype=f64, generator=gen)
+    wants2 = [t for t in (x, w) if t is not None]
+    auto2 = torch.autograd.grad((auto[0] * r).sum(), wants2)
+    hand2 = torch.autograd.grad((hand[0] * r).sum(), wants2)
+    for a, h in zip(auto2, hand2):
+        torch.testing.assert_close(h, a, atol=1e-10, rtol=1e-10)

@@ -68,3 +68,6 @@ class use:
 
     def __repr__(self) -> str:
         return f"engine.use({self.name!r})"
+
+
+from . import kernels, memory, optim, planner  # noqa: E402  (reached as engine.kernels.<name>, ...)

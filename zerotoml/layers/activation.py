@@ -7,13 +7,13 @@ import math
 
 import torch
 
-from .. import kernels
-from ..derivatives import derived
+from .. import engine
 from ..generic import forward, from_torch, method
 from ..shapes import Float, Tensor
 from ..tree import struct
 
-__all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax",
+__all__ = ["relu", "gelu", "silu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu_vjp", "softmax_vjp",
+           "log_softmax_vjp",
            "ReLU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "activation"]
 
 
@@ -46,87 +46,70 @@ def silu(x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
 
 def gelu(x: Float[Tensor, "*shape"], approximate: str = "none") -> Float[Tensor, "*shape"]:
     """GELU (Hendrycks & Gimpel 2016): x Φ(x). ``approximate="tanh"`` is the paper's
-    0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))). Both with their derivative written out
-    (`zerotoml.derivatives`)."""
-    if kernels.FUSED and approximate in ("none", "tanh"):  # the opt-in fast path (zerotoml/kernels.py)
-        return torch.nn.functional.gelu(x, approximate=approximate)
+    0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))). Its derivative: `gelu_vjp`."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate={approximate!r}; expected 'none' or 'tanh'")
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.gelu(x, approximate)
     if approximate == "none":
-        return _gelu_erf(x)
-    if approximate == "tanh":
-        return _gelu_tanh(x)
-    raise ValueError(f"gelu: approximate={approximate!r}; expected 'none' or 'tanh'")
-
-
-def _gelu_erf_value(x):
-    # x Φ(x) = x · ½ (1 + erf(x / √2))
-    # (each temporary is made once and updated in place: on this machine a fresh buffer costs
-    # page faults, more than the arithmetic)
-    Φ = torch.erf(x * (1 / math.sqrt(2))).add_(1).mul_(0.5)
-    return x * Φ, (Φ,)
-
-
-def _gelu_erf_vjp(g, y, extras, x):
-    # d/dx x Φ(x) = Φ(x) + x φ(x),  φ(x) = e^{−x²/2} / √(2π)
-    (Φ,) = extras
-    φ = (x * x).mul_(-0.5).exp_().mul_(1 / math.sqrt(2 * math.pi))
-    return (φ.mul_(x).add_(Φ).mul_(g),)
+        # GELU(x) = x Φ(x) = x · ½ (1 + erf(x / √2))
+        return x * 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+    # GELU(x) ≈ 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+    return 0.5 * x * (1 + torch.tanh(_K * (x + 0.044715 * x**3)))
 
 
 _K = math.sqrt(2 / math.pi)
 
 
-def _gelu_tanh_value(x):
-    # 0.5 x (1 + tanh u) = x σ(2u),  u = √(2/π) (x + 0.044715 x³)   (1 + tanh u = 2σ(2u))
-    s = (x * x).mul_(2 * _K * 0.044715).add_(2 * _K).mul_(x).sigmoid_()
-    return x * s, (s,)
-
-
-def _gelu_tanh_vjp(g, y, extras, x):
-    # d/dx x σ(2u) = σ(2u) + x σ(2u)(1 − σ(2u)) · 2u'(x),  2u'(x) = 2√(2/π) (1 + 3 · 0.044715 x²)
-    (s,) = extras
-    d = (x * x).mul_(6 * _K * 0.044715).add_(2 * _K)  # 2u'(x)
-    d.mul_(x).mul_(s)
-    return (d.addcmul_(d, s, value=-1).add_(s).mul_(g),)  # d − d s = d (1 − s), no temporary
-
-
-# one sigmoid instead of tanh: torch.tanh is ~10x slower than torch.sigmoid on the CPU here
-_gelu_tanh = derived(_gelu_tanh_value, _gelu_tanh_vjp)
-_gelu_erf = derived(_gelu_erf_value, _gelu_erf_vjp)
-
-
-def log_softmax(x: Float[Tensor, "*shape"], dim: int = -1) -> Float[Tensor, "*shape"]:
-    """log softmax(x)_i = x_i − log Σ_j e^{x_j} = (x_i − m) − log Σ_j e^{x_j − m}, m = max_j x_j."""
-    return _log_softmax(x, dim)
+def gelu_vjp(g: Float[Tensor, "*shape"], x: Float[Tensor, "*shape"], approximate: str = "none"
+             ) -> Float[Tensor, "*shape"]:
+    """∂L/∂x of ``y = gelu(x)`` given ``g = ∂L/∂y``, derived by hand (checked against autograd,
+    first and second derivatives, in test/layers/test_activation.py)."""
+    if approximate == "none":
+        # d/dx x Φ(x) = Φ(x) + x φ(x),   φ(x) = e^{−x²/2} / √(2π)
+        Φ = 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+        φ = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+        return g * (Φ + x * φ)
+    # u = √(2/π) (x + 0.044715 x³):  d/dx ½ x (1 + tanh u) = ½ (1 + tanh u) + ½ x (1 − tanh² u) u'(x),
+    # u'(x) = √(2/π) (1 + 3 · 0.044715 x²)
+    th = torch.tanh(_K * (x + 0.044715 * x**3))
+    du = _K * (1 + 3 * 0.044715 * x * x)
+    return g * (0.5 * (1 + th) + 0.5 * x * (1 - th * th) * du)
 
 
 def softmax(x: Float[Tensor, "*shape"], dim: int = -1) -> Float[Tensor, "*shape"]:
-    """softmax(x)_i = e^{x_i − m} / Σ_j e^{x_j − m}, m = max_j x_j."""
-    return _softmax(x, dim)
+    """softmax(x)_i = e^{x_i − m} / Σ_j e^{x_j − m}, m = max_j x_j. A row that is −inf
+    everywhere (attention whose keys are all masked) gives zeros, not NaN. Its vector-Jacobian
+    product: `softmax_vjp`."""
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.softmax(x, dim)
+    # any m gives the same value (and no gradient flows through it); the max keeps e^{·} ≤ 1.
+    # A dead row has m = −inf: clamped to the lowest float, its e^{·} are 0, and its sum,
+    # clamped to 1 (a live row's sum is at least e^0 = 1), gives weights 0
+    m = torch.amax(x, dim=dim, keepdim=True).detach().clamp_min(torch.finfo(x.dtype).min)
+    e = torch.exp(x - m)
+    return e / torch.sum(e, dim=dim, keepdim=True).clamp_min(1.0)
 
 
-def _log_softmax_value(x, dim):
-    z = x - torch.amax(x, dim=dim, keepdim=True)  # any m gives the same value; the max keeps e^{·} ≤ 1
-    return z.sub_(torch.log(torch.sum(torch.exp(z), dim=dim, keepdim=True))), ()
-
-
-def _log_softmax_vjp(g, y, extras, x, dim):
-    # ∂/∂x_j Σ_i g_i log p_i = g_j − p_j Σ_i g_i,   p = e^{y}
-    return torch.exp(y).mul_(torch.sum(g, dim=dim, keepdim=True)).neg_().add_(g), None
-
-
-def _softmax_value(x, dim):
-    e = (x - torch.amax(x, dim=dim, keepdim=True)).exp_()
-    return e.div_(torch.sum(e, dim=dim, keepdim=True)), ()
+def log_softmax(x: Float[Tensor, "*shape"], dim: int = -1) -> Float[Tensor, "*shape"]:
+    """log softmax(x)_i = x_i − log Σ_j e^{x_j} = (x_i − m) − log Σ_j e^{x_j − m}, m = max_j x_j.
+    Its vector-Jacobian product: `log_softmax_vjp`."""
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.log_softmax(x, dim)
+    z = x - torch.amax(x, dim=dim, keepdim=True).detach()  # any m gives the same value; the max keeps e^{·} ≤ 1
+    return z - torch.log(torch.sum(torch.exp(z), dim=dim, keepdim=True))
 
 
 def softmax_vjp(g: Tensor, p: Tensor, dim: int = -1) -> Tensor:
-    """∂/∂x_j Σ_i g_i p_i = p_j (g_j − Σ_i g_i p_i): the softmax's vector-Jacobian product."""
-    gp = g * p
-    return gp.addcmul_(p, torch.sum(gp, dim=dim, keepdim=True), value=-1)  # p g − p Σ g p
+    """∂/∂x_j Σ_i g_i p_i = p_j (g_j − Σ_i g_i p_i): the softmax's vector-Jacobian product,
+    given ``p = softmax(x)``, derived by hand."""
+    return p * (g - torch.sum(g * p, dim=dim, keepdim=True))
 
 
-_log_softmax = derived(_log_softmax_value, _log_softmax_vjp)
-_softmax = derived(_softmax_value, lambda g, p, extras, x, dim: (softmax_vjp(g, p, dim), None))
+def log_softmax_vjp(g: Tensor, y: Tensor, dim: int = -1) -> Tensor:
+    """∂/∂x_j Σ_i g_i log p_i = g_j − p_j Σ_i g_i, given ``y = log softmax(x)`` (p = e^y),
+    derived by hand."""
+    return g - torch.exp(y) * torch.sum(g, dim=dim, keepdim=True)
 
 
 # ---------------------------------------------------------------------- layers

@@ -14,13 +14,12 @@ import math
 import torch
 from einops import rearrange
 
+from .. import engine
 from ..einsum import einsum
-from .. import kernels
-from ..derivatives import derived
 from ..generic import forward, from_torch, method
 from ..shapes import Bool, Float, Tensor
 from ..tree import struct
-from .activation import softmax_vjp
+from .activation import softmax
 from .dropout import Dropout
 
 __all__ = ["MultiheadAttention", "attend", "causal_mask", "additive_mask", "heads", "self_heads", "merge_heads"]
@@ -153,71 +152,55 @@ def _as_float(mask: Tensor, dtype) -> Tensor:
     return mask.to(dtype)
 
 
-def _softmax_value(s: Float[Tensor, "*rows k"]):
-    """softmax over ``k``; a row that is -inf everywhere gives zeros, with zero gradient."""
-    # a live row has max m finite and Σ_k e^{s_k − m} ≥ e^0 = 1; a dead row has m = −inf:
-    # clamping m to the lowest float gives e = 0, and clamping the sum to 1 gives weights 0
-    m = torch.amax(s, dim=-1, keepdim=True).clamp_min(torch.finfo(s.dtype).min)
-    e = (s - m).exp_()  # e^{-inf} = 0 for masked keys
-    return e.div_(torch.sum(e, dim=-1, keepdim=True).clamp_min(1.0)), ()
-
-
-# the softmax's vector-Jacobian product p ⊙ (g − Σ_k g p), written out (notes/layers.md#hand-derived-gradients)
-_softmax = derived(_softmax_value, lambda g, p, extras, s: (softmax_vjp(g, p),))
-
-
 def attend(q: Float[Tensor, "b h q d_head"], k: Float[Tensor, "b h k d_head"], v: Float[Tensor, "b h k d_v"],
            mask: Tensor | None = None, *, dropout: Dropout | None = None, generator=None,
-           fused: bool | None = None) -> tuple[Float[Tensor, "b h q d_v"], Float[Tensor, "b h q k"] | None]:
+           need_weights: bool = True, is_causal: bool = False
+           ) -> tuple[Float[Tensor, "b h q d_v"], Float[Tensor, "b h q k"] | None]:
     """Scaled dot-product attention on heads already split (what a KV cache calls).
-    ``mask`` broadcasts to ``"b h q k"``: bool True = masked out, or float added.
-    Returns ``(output, weights)``; weights are None on the fused path."""
-    d_head = q.shape[-1]
+    ``mask`` broadcasts to ``"b h q k"``: bool True = masked out, or float added;
+    ``is_causal`` says that it is the causal mask and nothing else. Returns ``(output,
+    weights)``; the weights are None when ``need_weights=False`` and the fast engine runs."""
     if mask is not None and mask.dtype == torch.bool:
         mask = _as_float(mask, q.dtype)
     p = dropout.p if (dropout is not None and dropout.training) else 0.0
-    if kernels.FUSED if fused is None else fused:  # the opt-in fast path (zerotoml/kernels.py)
-        return _fused(q, k, v, mask, p), None
+    if engine.fast() and not need_weights:  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.attention(q, k, v, mask, p, is_causal), None
     # Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V            (eq. 1), d_k = d_head
-    # (the smaller q scaled; a mask alike for every example and head is added inside the matmul)
-    s = einsum(q * (1 / math.sqrt(d_head)), k, "b h q d_head, b h k d_head -> b h q k", plus=mask)
-    w = _softmax(s)
+    s = einsum(q, k, "b h q d_head, b h k d_head -> b h q k") / math.sqrt(q.shape[-1])
+    s = s if mask is None else s + mask
+    w = softmax(s)
     if p > 0:
         w = forward(dropout, w, generator=generator)
     o = einsum(w, v, "b h q k, b h k d_v -> b h q d_v")
     return o, w
 
 
-def _fused(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
-    """torch's kernel (its dropout draws from the global RNG); fully masked rows zeroed as in `attend`."""
-    import torch.nn.functional as F  # the opt-in fast path only
-
-    n_q, n_k = q.shape[-2], k.shape[-2]
-    if mask is not None and n_q == n_k and mask is causal_additive(n_q, n_k, mask.dtype, mask.device):
-        # the plain causal mask of a square block: torch's own causal kernel (no row is dead)
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-    if mask is not None:
-        dead = torch.isneginf(mask).all(dim=-1, keepdim=True)
-        o = torch.where(dead, torch.zeros_like(o), o)
-    return o
-
-
 # ---------------------------------------------------------------------- forward
 
 
+# a KV cache's keys and values of the earlier positions; what forward returns: the weights averaged
+# over heads or not (None unless need_weights), and with a cache the keys and values of every position
+Past = tuple[Float[Tensor, "b h t_past d_head"], Float[Tensor, "b h t_past d_head"]]
+Weights = Float[Tensor, "b q k"] | Float[Tensor, "b h q k"] | None
+KV = tuple[Float[Tensor, "b h k d_head"], Float[Tensor, "b h k d_head"]]
+
+
 @method
-def forward(m: MultiheadAttention, query: Float[Tensor, "b q d_model"], key: Float[Tensor, "b k d_key"],
-            value: Float[Tensor, "b k d_value"], *, key_padding_mask: Tensor | None = None,
+def forward(m: MultiheadAttention, query: Float[Tensor, "b q d_model"], key: Float[Tensor, "b k_new d_key"],
+            value: Float[Tensor, "b k_new d_value"], *, key_padding_mask: Tensor | None = None,
             need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
             is_causal: bool = False, generator: torch.Generator | None = None, rotary: object | None = None,
-            ) -> tuple[Float[Tensor, "b q d_model"], Float[Tensor, "b q k"] | Float[Tensor, "b h q k"] | None]:
+            past: Past | None = None, offset: int = 0
+            ) -> tuple[Float[Tensor, "b q d_model"], Weights] | tuple[Float[Tensor, "b q d_model"], Weights, KV]:
     """torch.nn.MultiheadAttention(batch_first=True): returns ``(output, weights)``; weights are
     averaged over heads unless ``average_attn_weights=False``, None unless ``need_weights``.
     ``rotary`` (a `zerotoml.transformers.Rotary`) rotates the queries and keys by their
-    positions 0, 1, ... before the scores (RoPE)."""
+    positions ``offset``, ``offset + 1``, ... before the scores (RoPE). ``past = (K, V)``, the
+    heads of earlier positions (a KV cache), puts them before the new keys and values (masks then
+    cover ``k = t_past + k_new`` keys; `causal_mask` is aligned at the bottom right) and returns
+    ``(output, weights, (K, V))`` with the new rows appended; nothing is mutated."""
     b, n_q, _ = query.shape
-    h, n_k = m.W_q.shape[1], key.shape[1]
+    h = m.W_q.shape[1]
     # head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V)
     if query is key and key is value and m.W_q.shape == m.W_k.shape == m.W_v.shape:
         q, k, v = self_heads(query, m)
@@ -225,14 +208,18 @@ def forward(m: MultiheadAttention, query: Float[Tensor, "b q d_model"], key: Flo
         q, k, v = heads(query, m.W_q, m.b_q), heads(key, m.W_k, m.b_k), heads(value, m.W_v, m.b_v)
     if rotary is not None:
         # <R_m q_m, R_n k_n> = <q_m, R_{n−m} k_n>: the scores see relative positions only   (RoPE eq. 16)
-        q, k = forward(rotary, q), forward(rotary, k)
+        q, k = forward(rotary, q, offset=offset), forward(rotary, k, offset=offset)
+    if past is not None:  # the new rows of K and V after the cached ones
+        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+    n_k = k.shape[2]
     mask = additive_mask(attn_mask, key_padding_mask, b=b, h=h, q=n_q, k=n_k, is_causal=is_causal,
                          dtype=query.dtype, device=query.device)
-    o, w = attend(q, k, v, mask, dropout=m.dropout, generator=generator, fused=False if need_weights else None)
+    plain_causal = is_causal and attn_mask is None and key_padding_mask is None and n_q == n_k
+    o, w = attend(q, k, v, mask, dropout=m.dropout, generator=generator, need_weights=need_weights,
+                  is_causal=plain_causal)
     out = merge_heads(o, m.W_o, m.b_o)
-    if not need_weights:
-        return out, None
-    return out, (w.mean(dim=1) if average_attn_weights else w)
+    w = None if not need_weights else w.mean(dim=1) if average_attn_weights else w
+    return (out, w) if past is None else (out, w, (k, v))
 
 
 @method

@@ -6,9 +6,7 @@ from __future__ import annotations
 import torch
 from einops import pack, rearrange, reduce, unpack
 
-from .. import kernels
-from ..derivatives import derived
-from ..einsum import einsum
+from .. import engine
 from ..generic import forward, from_torch, method
 from ..shapes import Float, Int, Tensor
 from ..tree import buffer, struct
@@ -54,49 +52,34 @@ class LayerNorm:
 @method
 def forward(m: LayerNorm, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     _trailing(x.shape, m.normalized_shape, "LayerNorm")
-    if kernels.FUSED:  # the opt-in fast path (zerotoml/kernels.py)
-        return torch.nn.functional.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
-    return _layer_norm(x, m.weight, m.bias, m.eps, len(m.normalized_shape))
-
-
-def _layer_norm_value(x, w, b, eps, k):
-    H = x.shape[-k:].numel()
-    a = x.reshape(-1, H)  # one row of the H = n_1···n_k normalised units per example
-    # μ = 1/H Σ_i a_i,  σ = sqrt(1/H Σ_i (a_i − μ)²)        (Ba et al. eq. 3: biased variance)
-    d = a - a.mean(dim=-1, keepdim=True)
-    r = torch.rsqrt((d * d).mean(dim=-1, keepdim=True) + eps)  # (torch.var_mean: ~30x slower here)
-    x̂ = d.mul_(r)  # (in place: notes/layers.md#hand-derived-gradients)
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.layer_norm(x, m.normalized_shape, m.weight, m.bias, m.eps)
+    axes = tuple(range(-len(m.normalized_shape), 0))  # the H = n_1···n_k normalised units of each example
+    # μ = 1/H Σ_i a_i,  σ = sqrt(1/H Σ_i (a_i − μ)²)        (Ba et al. eq. 3: the biased variance)
+    μ = x.mean(dim=axes, keepdim=True)
+    σ2 = ((x - μ) ** 2).mean(dim=axes, keepdim=True)
     # y = g ⊙ (a − μ) / σ + b,  σ = sqrt(σ² + ε)           (the gain g and bias b of eq. 4)
-    if w is not None and b is not None:
-        y = torch.addcmul(b.reshape(H), x̂, w.reshape(H))
-    else:
-        y = x̂ if w is None else x̂ * w.reshape(H)
-        y = y if b is None else y + b.reshape(H)
-    return y.reshape(x.shape), (x̂, r)
+    y = (x - μ) / torch.sqrt(σ2 + m.eps)
+    y = y if m.weight is None else y * m.weight
+    return y if m.bias is None else y + m.bias
 
 
-def _layer_norm_vjp(g, y, extras, x, w, b, eps, k):
-    # x̂ = (a − μ) r, r = 1/σ:  ∂L/∂a = r (ĝ − mean(ĝ) − x̂ mean(ĝ x̂)),  ĝ = g ⊙ gain
-    x̂, r = extras
-    H = x̂.shape[-1]
-    g = g.reshape(-1, H)
-    gx̂_x̂ = g * x̂  # g ⊙ x̂: its row sums with the gain give mean(ĝ x̂), its column sums ∂L/∂gain
-    if w is None:
-        gx̂, m1, m2 = g.clone(), g.mean(dim=-1, keepdim=True), gx̂_x̂.mean(dim=-1, keepdim=True)
-    else:
-        w_ = w.reshape(H)
-        gx̂ = g * w_
-        # mean_n(g w) and mean_n(g x̂ w): row dot products with the gain, one matrix-vector product each
-        m1 = einsum(g, w_ / H, "rows n, n -> rows")[:, None]
-        m2 = einsum(gx̂_x̂, w_ / H, "rows n, n -> rows")[:, None]
-    gx = gx̂.sub_(m1).addcmul_(x̂, m2, value=-1).mul_(r)
-    # ∂L/∂gain = Σ_rows g ⊙ x̂,  ∂L/∂b = Σ_rows g
-    gw = None if w is None else gx̂_x̂.sum(dim=0).reshape(w.shape)
-    gb = None if b is None else g.sum(dim=0).reshape(b.shape)
-    return gx.reshape(x.shape), gw, gb, None, None
-
-
-_layer_norm = derived(_layer_norm_value, _layer_norm_vjp)
+def layer_norm_vjp(g: Float[Tensor, "*shape"], x: Float[Tensor, "*shape"], m: LayerNorm
+                   ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``(∂L/∂x, ∂L/∂gain, ∂L/∂bias)`` of ``y = forward(m, x)`` given ``g = ∂L/∂y``, derived by
+    hand (checked against autograd, first and second derivatives, in test/layers/test_norm.py)."""
+    axes = tuple(range(-len(m.normalized_shape), 0))
+    batch = tuple(range(x.dim() - len(m.normalized_shape)))
+    μ = x.mean(dim=axes, keepdim=True)
+    r = 1 / torch.sqrt(((x - μ) ** 2).mean(dim=axes, keepdim=True) + m.eps)  # r = 1/σ
+    x̂ = (x - μ) * r
+    ĝ = g if m.weight is None else g * m.weight  # ĝ = g ⊙ gain: the gradient with respect to x̂
+    # x̂ = (a − μ) r:  ∂L/∂a = r (ĝ − mean(ĝ) − x̂ mean(ĝ ⊙ x̂))
+    gx = r * (ĝ - ĝ.mean(dim=axes, keepdim=True) - x̂ * (ĝ * x̂).mean(dim=axes, keepdim=True))
+    # ∂L/∂gain = Σ_examples g ⊙ x̂,  ∂L/∂bias = Σ_examples g
+    gw = None if m.weight is None else (g * x̂).sum(dim=batch)
+    gb = None if m.bias is None else g.sum(dim=batch)
+    return gx, gw, gb
 
 
 @method

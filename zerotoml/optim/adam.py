@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .. import kernels
+from .. import engine
 from ..generic import method, step
 from ..shapes import Int, Tensor
 from ..tree import buffer, struct
@@ -101,13 +101,10 @@ def _adam(opt: Adam | AdamW, model: object, grads: object, lr: float | None, dec
         opt.t.add_(1)
         t = int(opt.t)
         λs = [λ] * len(ps) if opt.decay is None else [λ if d else 0.0 for d in opt.decay]
-        complex_ = any(p.is_complex() for p in ps)
-        if kernels.FUSED and not complex_:  # the opt-in fast path (zerotoml/kernels.py)
-            _adam_fused(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
-        elif opt.amsgrad or complex_:
-            _adam_loop(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
+        if engine.fast():  # the fast engine takes over here (zerotoml/engine/optim.py)
+            engine.optim.adam(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
         else:
-            _adam_all(opt.m, opt.v, ps, gs, α, β1, β2, ε, λs, t, decoupled)
+            _adam_loop(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled)
     return model
 
 
@@ -136,39 +133,6 @@ def _adam_loop(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled) -> None:
         denom = (v.sqrt() / math.sqrt(1 - β2**t)).add_(ε)
         θ.addcdiv_(m, denom, value=-α / (1 - β1**t))
 
-
-def _adam_all(ms, vs, ps, gs, α, β1, β2, ε, λs, t, decoupled) -> None:
-    """`_adam_loop`'s update, line for line, on all parameters at once: each
-    ``torch._foreach_*`` op applies one line to every tensor of its lists (the multi-tensor
-    form torch.optim uses), one Python call per line instead of one per line and parameter."""
-    decayed = [i for i, λ in enumerate(λs) if λ != 0]
-    if decayed and not decoupled:                       # g_t ← g_t + λ θ_{t−1}
-        gs = list(gs)
-        for i in decayed:
-            gs[i] = gs[i].add(ps[i], alpha=λs[i])
-    if decayed and decoupled:                           # θ ← (1 − lr · λ) θ
-        torch._foreach_mul_([ps[i] for i in decayed], 1 - α * λs[decayed[0]])
-    torch._foreach_mul_(ms, β1)                         # m_t ← β1 m_{t−1} + (1 − β1) g_t
-    torch._foreach_add_(ms, gs, alpha=1 - β1)
-    torch._foreach_mul_(vs, β2)                         # v_t ← β2 v_{t−1} + (1 − β2) g_t²
-    torch._foreach_addcmul_(vs, gs, gs, value=1 - β2)
-    denom = torch._foreach_sqrt(vs)                     # √v_t / √(1 − β2^t) + ε
-    torch._foreach_div_(denom, math.sqrt(1 - β2**t))
-    torch._foreach_add_(denom, ε)
-    torch._foreach_addcdiv_(ps, ms, denom, value=-α / (1 - β1**t))  # θ_t ← θ_{t−1} − α/(1 − β1^t) m_t / denom
-
-
-
-def _adam_fused(opt, ps, gs, α, β1, β2, ε, λs, t, decoupled) -> None:
-    """torch's fused Adam/AdamW kernel (what torch.optim's ``fused=True`` calls): the same update,
-    one kernel per parameter group; the parameters with and without decay are two groups."""
-    kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
-    for λ in sorted(set(λs)):
-        idx = [i for i, x in enumerate(λs) if x == λ]
-        step_t = opt.t.to(dtype=torch.float32, device=ps[idx[0]].device)
-        kernel([ps[i] for i in idx], [gs[i] for i in idx], [opt.m[i] for i in idx], [opt.v[i] for i in idx],
-               [opt.v_max[i] for i in idx] if opt.amsgrad else [], [step_t] * len(idx), lr=α, beta1=β1,
-               beta2=β2, weight_decay=λ, eps=ε, amsgrad=opt.amsgrad, maximize=False)
 
 @method
 def step(opt: Adam, model: object, grads: object, *, lr: float | None = None) -> object:

@@ -1,14 +1,15 @@
-"""zerotoml/gemm.py: ``mm`` and ``addmm`` equal torch.mm and torch.addmm. Large float32 CPU
+"""zerotoml/engine/gemm.py: ``mm`` and ``addmm`` equal torch.mm and torch.addmm. Large float32 CPU
 products run on oneDNN, so their values, gradients and second derivatives are compared with
 torch in float32, each against a float64 reference: ours may err by no more than a small
-multiple of torch's own float32 error. Everything else (small products, float64, the "torch"
-engine, torch.func transforms) goes to torch and must equal it exactly."""
+multiple of torch's own float32 error. Everything else (small products, float64, torch.mm
+chosen as the library, torch.func transforms) goes to torch and must equal it exactly."""
 
 import pytest
 import torch
 
-from zerotoml import gemm
-from zerotoml.einsum import einsum
+from zerotoml import engine
+from zerotoml.engine import gemm
+from zerotoml.engine.planner import einsum
 
 f32, f64 = torch.float32, torch.float64
 
@@ -31,9 +32,9 @@ def small_threshold(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _onednn_engine(monkeypatch):
-    """Every test starts with the default engine, whatever ZEROTOML_GEMM says."""
-    monkeypatch.setattr(gemm, "ENGINE", "onednn")
+def _onednn_library(monkeypatch):
+    """Every test starts with oneDNN chosen, whatever `gemm.choose` measures on this machine."""
+    monkeypatch.setattr(gemm, "LIBRARY", "onednn")
 
 
 def _matrix(rows, cols, layout, g, dtype=f32):
@@ -273,8 +274,8 @@ def test_float64_goes_to_torch():
 
 
 @pytest.mark.parametrize("la,lb", [("contiguous", "contiguous"), ("transposed", "every_other_column")])
-def test_torch_engine_goes_to_torch(monkeypatch, la, lb):
-    monkeypatch.setattr(gemm, "ENGINE", "torch")
+def test_torch_chosen_goes_to_torch(monkeypatch, la, lb):
+    monkeypatch.setattr(gemm, "LIBRARY", "torch")
     _goes_to_torch(*_operands(SIZES[0], la, lb, True, seed=12)[:3])
 
 
@@ -497,3 +498,28 @@ def test_torch_compile_uses_torchs_product():
     A, B, b = torch.randn(192, 128, generator=g), torch.randn(128, 96, generator=g), torch.randn(96, generator=g)
     compiled = torch.compile(lambda A, B, b: gemm.mm(A, B, b).relu())
     torch.testing.assert_close(compiled(A, B, b), torch.addmm(b, A, B).relu(), rtol=1e-5, atol=1e-5)
+
+
+def test_choose_measures_once_and_keeps_its_answer(monkeypatch):
+    monkeypatch.setattr(gemm, "LIBRARY", None)
+    assert not gemm.uses_onednn(*_operands((4, 4, 4), "contiguous", "contiguous", False, seed=1)[:2])
+    assert gemm.LIBRARY is None  # (a small product is decided by its size alone)
+    chosen = gemm.choose()
+    assert chosen in ("onednn", "torch") and gemm.LIBRARY == chosen
+    assert gemm.onednn_in_use() == (chosen == "onednn")
+
+
+def test_without_the_private_operator_torch_multiplies(monkeypatch):
+    """Where torch carries no oneDNN inner product, `choose` picks torch and every product
+    goes to torch.mm."""
+    monkeypatch.setattr(gemm, "_available", None)
+    monkeypatch.setattr(gemm, "LIBRARY", None)
+
+    def missing(*args, **kwargs):
+        raise AttributeError("no mkldnn._linear_pointwise in this build")
+
+    monkeypatch.setattr(gemm, "_inner", missing)
+    assert gemm.choose() == "torch"
+    A, B, b = _operands(SIZES[0], "contiguous", "contiguous", True, seed=3)[:3]
+    assert not gemm.uses_onednn(A, B)
+    assert torch.equal(gemm.mm(A, B, b), torch.addmm(b, A, B))

@@ -1,43 +1,38 @@
-"""Which engine multiplies two matrices. Note: notes/layers.md#which-engine-multiplies.
+"""Which library multiplies two float32 matrices on the CPU: the fast engine's choice, measured.
+Note: notes/performance.md#matrix-products.
 
-Every contraction in zerotoml ends in a matrix product (zerotoml/einsum.py plans it), and on
-a CPU that product is most of a step's time. torch's ``mm`` hands float32 to MKL's sgemm; on
-the AMD EPYC these notes were measured on, that runs at 100-200 GFLOP/s, while the oneDNN
-library that torch also carries (it runs torch's CPU convolutions) multiplies the same
-matrices at 200-420 GFLOP/s. ``mm`` here sends a float32 CPU product of at least `SMALL`
-multiply-adds to oneDNN's inner product, ``X Wᵀ``; everything else (float64, GPUs, small
-products, batched products, code under torch.compile or a torch.func transform) stays with
-torch. It is the same sum; only the order of the additions inside it changes, as between
-any two BLAS libraries. (``torch.ops.mkldnn._linear_pointwise`` is a private torch operator:
-it is tried once, on a small product, and torch.mm takes over where it is missing.)
+Every contraction ends in a matrix product (the fast engine's planner, planner.py, makes it
+one), and on a CPU that product is most of a step's time. torch's ``mm`` hands float32 to its
+BLAS (MKL on x86); the oneDNN library that torch also carries (it runs torch's CPU
+convolutions) has an inner product, ``X Wᵀ``, that is faster on some processors and slower on
+others. So the choice is measured, not assumed: the first time a large float32 CPU product
+comes, `choose` times both libraries on three products of a transformer's and a convolution's
+shapes, interleaved, and keeps oneDNN only where it is clearly faster (`LIBRARY` then says
+which). Everything else stays with torch: float64, GPUs, small products, batched products,
+code under torch.compile or a torch.func transform. It is the same sum; only the order of the
+additions inside it changes, as between any two BLAS libraries.
+(``torch.ops.mkldnn._linear_pointwise`` is a private torch operator: where it is missing or
+fails on a small product, torch.mm takes over.)
 
-``ENGINE``: "onednn" (the default, where torch was built with it) or "torch" (always
-torch.mm). Set it before a run (``ZEROTOML_GEMM``, read at import) or at run time
-(``zerotoml.gemm.ENGINE = "torch"``); `mm` reads it at every call. Tested against torch.mm in
-test/test_gemm.py: values, gradients and second derivatives, for every layout of the operands.
+Tested against torch.mm in test/engine/test_gemm.py: values, gradients and second derivatives,
+for every layout of the operands, and the fallbacks.
 """
 
 from __future__ import annotations
 
-import os
+import statistics
+import time
 
 import torch
 from torch import Tensor
 
-__all__ = ["ENGINE", "addmm", "mm", "onednn_in_use", "uses_onednn"]
+__all__ = ["LIBRARY", "addmm", "choose", "mm", "onednn_in_use", "uses_onednn"]
 
-
-def _read_engine() -> str:
-    value = os.environ.get("ZEROTOML_GEMM", "onednn").strip().lower() or "onednn"
-    if value not in ("onednn", "torch"):
-        raise ValueError(f"ZEROTOML_GEMM={os.environ['ZEROTOML_GEMM']!r}: expected 'onednn' or 'torch'")
-    return value
-
-
-ENGINE: str = _read_engine()
+# "onednn" or "torch" once `choose` has measured (or a test has set it); None before.
+LIBRARY: str | None = None
 
 # Below this many multiply-adds (m·k·n) a call's fixed cost (about 12 µs for oneDNN against
-# 2 µs for torch.mm) outweighs the faster kernel; the two cross near 2²¹ (benchmarks/bench_gemm.py).
+# 2 µs for torch.mm) outweighs a faster kernel (benchmarks/bench_gemm.py).
 SMALL = 1 << 21
 
 _available: bool | None = None
@@ -69,21 +64,47 @@ def _plain(M: Tensor) -> bool:
     return M.is_contiguous() or M.t().is_contiguous()
 
 
+def choose() -> str:
+    """Measure torch.mm and oneDNN's inner product on three products (m, k, n) of the shapes
+    a small transformer and a convolution multiply, interleaved, five rounds; keep oneDNN if
+    its median total time is under 0.9 of torch's. Sets and returns `LIBRARY`."""
+    global LIBRARY
+    if not _onednn_works():
+        LIBRARY = "torch"
+        return LIBRARY
+    g = torch.Generator().manual_seed(0)
+    shapes = ((768, 128, 512), (768, 512, 128), (512, 576, 1024))
+    pairs = [(torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)) for m, k, n in shapes]
+    times = {"torch": [], "onednn": []}
+    with torch.no_grad():
+        for A, B in pairs:  # (warm both up)
+            A @ B, _inner(A, B)
+        for _ in range(5):
+            for name, f in (("torch", torch.mm), ("onednn", _inner)):
+                t0 = time.perf_counter()
+                for A, B in pairs:
+                    f(A, B)
+                times[name].append(time.perf_counter() - t0)
+    ratio = statistics.median(times["onednn"]) / statistics.median(times["torch"])
+    LIBRARY = "onednn" if ratio < 0.9 else "torch"
+    return LIBRARY
+
+
 def onednn_in_use() -> bool:
-    """Whether large float32 CPU products go to oneDNN now: the engine switched on and there."""
-    return ENGINE == "onednn" and _onednn_works()
+    """Whether large float32 CPU products go to oneDNN now (measuring first if nobody has)."""
+    return (choose() if LIBRARY is None else LIBRARY) == "onednn" and _onednn_works()
 
 
 def uses_onednn(A: Tensor, B: Tensor) -> bool:
     """Whether ``mm(A, B)`` runs on oneDNN: two float32 CPU matrices, a product of at least
-    SMALL multiply-adds, the engine switched on, and no torch.func transform or torch.compile
+    SMALL multiply-adds, oneDNN measured faster here (`choose`), and no torch.func transform or torch.compile
     around (the compiler picks its own kernels)."""
     # (the cheapest tests first: most small products are decided by their size)
     return (A.dim() == 2 and B.dim() == 2 and A.shape[0] * A.shape[1] * B.shape[1] >= SMALL
-            and ENGINE == "onednn" and A.dtype == torch.float32 and B.dtype == torch.float32
+            and A.dtype == torch.float32 and B.dtype == torch.float32
             and A.device.type == "cpu" and B.device.type == "cpu"
             and not torch._C._are_functorch_transforms_active() and not torch.compiler.is_compiling()
-            and _onednn_works())
+            and onednn_in_use())
 
 
 def mm(A: Tensor, B: Tensor, bias: Tensor | None = None) -> Tensor:

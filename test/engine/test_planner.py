@@ -1,11 +1,11 @@
-"""zerotoml/einsum.py: every planned contraction equals torch.einsum (through einops), values
+"""zerotoml/engine/planner.py (the fast engine's einsum): every planned contraction equals torch.einsum (through einops), values
 and gradients in float64; what one matmul cannot do goes to einops unchanged."""
 
 import einops
 import pytest
 import torch
 
-from zerotoml.einsum import _plan, einsum
+from zerotoml.engine.planner import _plan, einsum
 
 f64 = torch.float64
 

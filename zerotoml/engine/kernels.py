@@ -1,0 +1,70 @@
+"""The fast engine's kernels: torch's fused operations standing in for zerotoml's formulas.
+Note: notes/performance.md#engines.
+
+Each function here takes the arguments of the reference formula it replaces and computes the
+same function; the layer file calls it at one visible line,
+``if engine.fast(): return engine.kernels.<name>(...)``. Each is tested equal to its reference,
+values and gradients, in test/engine/test_kernels.py (float64).
+
+Where a layer's semantics go beyond what torch's kernel does (a fully masked row of attention
+scores gives zero weights in zerotoml, NaN in torch), the kernel here adds what is missing.
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["attention", "cross_entropy", "gelu", "layer_norm", "log_softmax", "softmax"]
+
+
+def gelu(x: Tensor, approximate: str) -> Tensor:
+    """`zerotoml.layers.activation.gelu`: one kernel forward, one backward."""
+    return F.gelu(x, approximate=approximate)
+
+
+def softmax(x: Tensor, dim: int) -> Tensor:
+    """`zerotoml.layers.activation.softmax`: torch's kernel, and zeros (not NaN) in a row
+    whose entries are all −inf."""
+    dead = torch.isneginf(x).all(dim=dim, keepdim=True)
+    # (a dead row is given finite scores first, so that neither it nor its gradient is NaN)
+    return torch.softmax(x.masked_fill(dead, 0.0), dim).masked_fill(dead, 0.0)
+
+
+def log_softmax(x: Tensor, dim: int) -> Tensor:
+    """`zerotoml.layers.activation.log_softmax`."""
+    return torch.log_softmax(x, dim)
+
+
+def layer_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, bias: Tensor | None,
+               eps: float) -> Tensor:
+    """`zerotoml.layers.norm.LayerNorm`'s forward."""
+    return F.layer_norm(x, normalized_shape, weight, bias, eps)
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
+                  label_smoothing: float) -> Tensor:
+    """`zerotoml.losses.cross_entropy` (its arguments checked there first)."""
+    return F.cross_entropy(input, target, weight=weight, ignore_index=ignore_index, reduction=reduction,
+                           label_smoothing=label_smoothing)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float, is_causal: bool) -> Tensor:
+    """`zerotoml.layers.attention.attend` without its weights: torch's
+    scaled_dot_product_attention (flash or memory-efficient kernels where the device has them).
+    ``mask`` is additive (0 or −inf, or any float); ``is_causal`` says it is the plain causal
+    mask of a square block, which torch's causal kernel applies itself. Rows whose keys are all
+    masked give zeros, as in `attend`. Its dropout draws from torch's global generator."""
+    if is_causal and q.shape[-2] == k.shape[-2]:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    # (a dead row's mask is made finite first, so that neither it nor its gradient is NaN)
+    dead = torch.isneginf(mask).all(dim=-1, keepdim=True)
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.masked_fill(dead, 0.0), dropout_p=dropout_p)
+    return o.masked_fill(dead, 0.0)
+
+
+from .conv import adaptive_avg_pool, avg_pool, conv, conv_transpose, max_pool  # noqa: E402,F401
