@@ -1,13 +1,14 @@
-"""Matrix products: torch.mm against zerotoml.gemm.mm (oneDNN's inner product) on float32.
+"""Matrix products: torch.mm against oneDNN's inner product (zerotoml/engine/gemm.py) on float32.
 
 Run: python benchmarks/bench_gemm.py [--rounds 9] [--threads N]
 
-For each shape (m, k, n), both engines compute the same A (m, k) @ B (k, n); rounds are
+For each shape (m, k, n), both libraries compute the same A (m, k) @ B (k, n); rounds are
 interleaved in one process and the median is reported, as GFLOP/s (2·m·k·n per product) and
-as the ratio of times. The shapes are the baby GPT's products (batch·context = 768 rows),
-the einsum convolution's three products (zerotoml/layers/conv.py, for x (32, 16, 32, 32) and
-W (32, 16, 3, 3)) and small ones around `zerotoml.gemm.SMALL`, below which `gemm.mm` leaves
-the product to torch. Note: notes/layers.md#which-engine-multiplies.
+as the ratio of times. The shapes are the baby GPT's products (batch·context = 768 rows), the
+three products of a convolution of x (32, 16, 32, 32) with W (32, 16, 3, 3) on its window
+matrix, and small ones around `gemm.SMALL`, below which the fast engine leaves the product to
+torch. Last, what the fast engine's own measurement (`gemm.choose`) picks on this processor.
+Note: notes/performance.md#matrix-products.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
+from _machine import cpu_model
 
 SHAPES = [  # (label, m, k, n, layout): layout "nt" multiplies A by a transposed view of a (n, k) matrix
     ("GPT: Q, K, V", 768, 128, 384, "nn"),
@@ -39,12 +42,14 @@ def main() -> None:
 
     import torch
 
-    from zerotoml import gemm
+    from zerotoml.engine import gemm
+
+    gemm.LIBRARY = "onednn"  # (every large product to oneDNN, where torch has it, to measure it)
 
     if a.threads:
         torch.set_num_threads(a.threads)
     g = torch.Generator().manual_seed(0)
-    print(f"float32, {torch.get_num_threads()} threads, median of {a.rounds} interleaved rounds; "
+    print(f"CPU: {cpu_model()}; float32, {torch.get_num_threads()} threads, median of {a.rounds} interleaved rounds; "
           f"oneDNN available: {gemm._onednn_works()}, SMALL = {gemm.SMALL} multiply-adds")
     print(f"{'product':32s} {'m x k x n':>18s} {'torch.mm':>14s} {'gemm.mm':>14s} {'time ratio':>11s}")
     for label, m, k, n, layout in SHAPES:
@@ -66,6 +71,10 @@ def main() -> None:
         gf = {k_: 2 * m * k * n / v / 1e9 for k_, v in t.items()}
         print(f"{label:32s} {f'{m} x {k} x {n}':>18s} {gf['torch']:8.0f} GF/s {gf['ours']:8.0f} GF/s "
               f"{t['ours'] / t['torch']:10.2f}x")
+
+
+    gemm.LIBRARY = None
+    print(f"the fast engine's measurement (engine/gemm.py choose) picks: {gemm.choose()}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ zerotoml's ``value_and_grad(loss, gpt, x, y)`` then ``step(AdamW, gpt, g)``; tor
 written with nn.Embedding, nn.Linear, nn.LayerNorm, F.scaled_dot_product_attention(is_causal=True)
 and torch.optim.AdamW. Rounds are interleaved in one process, medians are reported, and the
 ratio is throughput(zerotoml) / throughput(torch) (higher is faster; 1.0 = as fast). Each
-configuration is a subprocess, since the switches are read at import: shape checks off
-(ZEROTOML_CHECKS=0) on the einsum path, and with the opt-in fused kernels (ZEROTOML_FUSED=1,
-zerotoml/kernels.py: torch's attention, LayerNorm, GELU and cross-entropy); shape checks on for
-reference; and the einsum path under torch.compile (the loss compiled, checks off; its
-compilation is warm-up, not timed). torch's side is always eager torch.nn.
+configuration is a subprocess, since the switches are read at import: both engines
+(ZEROTOML_ENGINE=reference and fast) with shape checks off (ZEROTOML_CHECKS=0), each with checks
+on, and the fast engine under torch.compile (the loss compiled, checks off; its compilation is
+warm-up, not timed). torch's side is always eager torch.nn, under the same threads and allocator.
 
 Every configuration runs twice: with glibc's default malloc, and with freed memory kept
 (MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ set for the child, what jemalloc or tcmalloc
@@ -32,14 +31,16 @@ import subprocess
 import sys
 import time
 
+from _machine import cpu_model
+
 CONFIGS = [  # (label, environment, extra options of the child)
-    ("einsum, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED": "0"}, []),
-    ("fused kernels, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED": "1"}, []),
-    ("einsum, checks on", {"ZEROTOML_CHECKS": "1", "ZEROTOML_FUSED": "0"}, []),
-    ("einsum + torch.compile", {"ZEROTOML_CHECKS": "0", "ZEROTOML_FUSED": "0"}, ["--compile"]),
+    ("reference, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_ENGINE": "reference"}, []),
+    ("fast, checks off", {"ZEROTOML_CHECKS": "0", "ZEROTOML_ENGINE": "fast"}, []),
+    ("reference, checks on", {"ZEROTOML_CHECKS": "1", "ZEROTOML_ENGINE": "reference"}, []),
+    ("fast, checks on", {"ZEROTOML_CHECKS": "1", "ZEROTOML_ENGINE": "fast"}, []),
+    ("fast + torch.compile", {"ZEROTOML_CHECKS": "0", "ZEROTOML_ENGINE": "fast"}, ["--compile"]),
 ]
-MALLOC = {"glibc default": {},
-          "freed memory kept": {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 25)}}
+
 
 
 def torch_gpt(gpt):
@@ -108,7 +109,8 @@ def measure(a: argparse.Namespace) -> dict:
     import torch
 
     import zerotoml as zt
-    from zerotoml import kernels
+    from zerotoml import engine
+    from zerotoml.engine import gemm
     from zerotoml.optim import AdamW
     from zerotoml.transformers import GPT
 
@@ -148,7 +150,8 @@ def measure(a: argparse.Namespace) -> dict:
         t_zt.append(timed(zt_step, a.steps))
         t_torch.append(timed(torch_step, a.steps))
     tokens = a.batch * a.context
-    out = {"checks": zt.shapes.CHECKS, "fused": kernels.FUSED, "compile": a.compile, "gemm": zt.gemm.ENGINE,
+    gemm_library = (gemm.LIBRARY or gemm.choose()) if engine.fast() else "torch"
+    out = {"checks": zt.shapes.CHECKS, "engine": engine.current(), "compile": a.compile, "gemm": gemm_library,
            "threads": torch.get_num_threads(),
            "zerotoml_ms": 1e3 * statistics.median(t_zt), "torch_ms": 1e3 * statistics.median(t_torch),
            "zerotoml_tok_s": tokens / statistics.median(t_zt), "torch_tok_s": tokens / statistics.median(t_torch)}
@@ -204,7 +207,8 @@ def main(argv=None) -> list[dict]:
             results.append({"config": label, "malloc": malloc, **json.loads(done.stdout.strip().splitlines()[-1])})
     print(f"GPT {a.n_layer} layers, {a.n_head} heads, d_model {a.d_model}, context {a.context}, batch "
           f"{a.batch}, vocab {a.vocab}; forward + backward + AdamW, float32, {results[0]['threads']} threads; "
-          f"zerotoml's matrix products on {results[0]['gemm']} (ZEROTOML_GEMM), torch.nn's on torch.mm")
+          f"CPU: {cpu_model()}; the fast engine's float32 products measured best on "
+          f"{next((r['gemm'] for r in results if r['engine'] == 'fast'), '-')}, torch.nn's on torch.mm")
     print(f"{'configuration':<28}{'malloc':<19}{'zerotoml':>11}{'torch.nn':>11}{'throughput ratio':>18}"
           f"{'gen tok/s cache':>17}{'no cache':>10}")
     for r in results:

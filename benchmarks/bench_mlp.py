@@ -6,8 +6,9 @@ Both sides: the same sizes, float32, Adam, cross-entropy, the same batch. The
 zerotoml step is ``value_and_grad(loss, model, x, y)`` then ``step(opt, model, g)``;
 the torch step is ``zero_grad(); loss.backward(); opt.step()``. Rounds are
 interleaved in one process and the median of each is reported, with the ratio
-zerotoml/torch (lower is faster). The shape-checks-off run is a subprocess with
-ZEROTOML_CHECKS=0 (the switch is read at import).
+zerotoml/torch (lower is faster). Each configuration is a subprocess (the switches are read
+at import): both engines (ZEROTOML_ENGINE=reference, fast), shape checks off and on
+(ZEROTOML_CHECKS), the same threads and allocator for both sides.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from _machine import cpu_model
 
 
 def measure(sizes: list[int], batch: int, rounds: int, steps: int) -> dict:
@@ -66,7 +69,7 @@ def measure(sizes: list[int], batch: int, rounds: int, steps: int) -> dict:
         t_torch.append(timed(torch_step))
         t_zt.append(timed(zt_step))
     a, b = statistics.median(t_zt), statistics.median(t_torch)
-    return {"checks": zt.shapes.CHECKS, "zerotoml_ms": a, "torch_ms": b, "ratio": a / b,
+    return {"checks": zt.shapes.CHECKS, "engine": zt.engine.current(), "zerotoml_ms": a, "torch_ms": b, "ratio": a / b,
             "threads": torch.get_num_threads()}
 
 
@@ -83,17 +86,18 @@ def main(argv=None) -> list[dict]:
         print(json.dumps(measure(sizes, args.batch, args.rounds, args.steps)))
         return []
     results = []
-    for checks in ("0", "1"):
-        env = dict(os.environ, ZEROTOML_CHECKS=checks)
+    for engine_name, checks in (("reference", "0"), ("fast", "0"), ("reference", "1"), ("fast", "1")):
+        env = dict(os.environ, ZEROTOML_CHECKS=checks, ZEROTOML_ENGINE=engine_name)
         cmd = [sys.executable, __file__, "--child", "--sizes", args.sizes, "--batch", str(args.batch),
                "--rounds", str(args.rounds), "--steps", str(args.steps)]
         results.append(json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True,
                                                  check=True).stdout))
-    print(f"MLP {args.sizes}, batch {args.batch}, Adam, float32, {results[0]['threads']} threads")
-    print(f"{'shape checks':<14}{'zerotoml':>12}{'torch.nn':>12}{'ratio':>8}")
+    print(f"MLP {args.sizes}, batch {args.batch}, Adam, float32, {results[0]['threads']} threads, "
+          f"CPU: {cpu_model()}; time ratio zerotoml / torch.nn (lower is faster)")
+    print(f"{'engine':<11}{'shape checks':<14}{'zerotoml':>12}{'torch.nn':>12}{'ratio':>8}")
     for r in results:
-        print(f"{'on' if r['checks'] else 'off':<14}{r['zerotoml_ms']:>9.3f} ms{r['torch_ms']:>9.3f} ms"
-              f"{r['ratio']:>8.3f}")
+        print(f"{r['engine']:<11}{'on' if r['checks'] else 'off':<14}{r['zerotoml_ms']:>9.3f} ms"
+              f"{r['torch_ms']:>9.3f} ms{r['ratio']:>8.3f}")
     return results
 
 

@@ -10,8 +10,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTES = sorted((ROOT / "notes").glob("*.md"))
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 LINK = re.compile(r"\]\(\.\./((?:zerotoml|examples|test|benchmarks)/[^)#\s]+)(?:#L(\d+)(?:-L(\d+))?)?\)")
-# a link whose text names a function or class: [`forward`](../zerotoml/x.py#L3-L9)
-NAMED_LINK = re.compile(r"\[`?([A-Za-z_][A-Za-z_0-9]*)`?\]\(\.\./((?:zerotoml|examples|benchmarks)/[^)#\s]+\.py)#L(\d+)(?:-L(\d+))?\)")
 
 
 @pytest.mark.parametrize("note", NOTES, ids=lambda p: p.name)
@@ -36,21 +34,42 @@ def test_code_links_in_notes_resolve(note):
             assert 1 <= int(start) <= last <= n_lines, f"{note.name}: {path}#L{start}-L{end} past line {n_lines}"
 
 
-WORDS = {"code", "lines", "here", "this", "tests", "test", "the", "loop", "one", "line"}
+# a link to lines: [`name`](../zerotoml/x.py#L3-L9), or [the scores (eq. 1)](...#L3-L5)
+RANGE_LINK = re.compile(r"\[([^\]]+)\]\(\.\./((?:zerotoml|examples|test|benchmarks)/[^)#\s]+)#L(\d+)(?:-L(\d+))?\)")
+# a formula comment the text may name: (eq. 3), Algorithm 1, Relationship 14, §3.5
+FORMULA = re.compile(r"\b(eqs?\.|equation|algorithm|relationship|§)\s*(\d+(?:\.\d+)?)", re.I)
+WORDS = {"the", "and", "its", "with", "for", "from", "that", "this", "one", "two", "lines", "line", "code", "here",
+         "test", "tests", "loop", "per", "each", "are", "how", "what", "into", "when", "then", "over", "all"}
+
+
+def _named(text: str) -> tuple[list[str], list[str]]:
+    """What a link's text names: formula references, and identifiers (those in backticks if
+    there are any, else its words of three letters or more)."""
+    formulas = [f"{m.group(1)} {m.group(2)}" for m in FORMULA.finditer(text)]
+    ticks = re.findall(r"`([^`]+)`", text)
+    names = ([w for t in ticks for w in re.findall(r"[A-Za-z_]\w*", t)] if ticks else
+             [w for w in re.findall(r"[A-Za-z_]\w*", text) if len(w) >= 3 and w.lower() not in WORDS])
+    return formulas, names
 
 
 @pytest.mark.parametrize("note", NOTES, ids=lambda p: p.name)
-def test_links_named_after_code_point_at_it(note):
-    """``[`name`](file.py#La-Lb)`` must cover the definition or assignment of ``name`` when
-    the file defines it: moved code cannot leave the note pointing at other lines."""
-    for name, path, start, end in NAMED_LINK.findall(note.read_text()):
-        lines = (ROOT / path).read_text().splitlines()
-        defined = re.compile(rf"^\s*(?:def|class)\s+{name}\b|^\s*{name}\s*(?::[^=]*)?=[^=]")
-        if name in WORDS or not any(defined.search(line) for line in lines):
-            continue  # the text is a word, not a name in that file
-        span = lines[int(start) - 1:int(end or start)]
-        assert any(defined.search(line) or re.search(rf"\b{name}\b", line) for line in span), \
-            f"{note.name}: [{name}]({path}#L{start}-L{end}) does not show {name}"
+def test_links_to_lines_name_what_the_lines_hold(note):
+    """Every link to a range of lines names what it shows (a function, a class, a name the
+    lines compute, or a formula comment such as ``(eq. 3)``), and the range holds it: moved
+    code cannot leave the note pointing at other lines."""
+    bad = []
+    for text, path, start, end in RANGE_LINK.findall(note.read_text()):
+        target = ROOT / path
+        if not target.exists():
+            continue  # (reported by test_code_links_in_notes_resolve)
+        span = "\n".join(target.read_text().splitlines()[int(start) - 1:int(end or start)])
+        formulas, names = _named(" ".join(text.split()))
+        if not formulas and not names:
+            bad.append(f"[{text}]({path}#L{start}-L{end}): the text names nothing")
+        elif not (any(re.search(re.escape(f).replace(r"\ ", r"\s*"), span, re.I) for f in formulas)
+                  or any(re.search(rf"\b{re.escape(n)}\b", span) for n in names)):
+            bad.append(f"[{text}]({path}#L{start}-L{end}): the lines hold none of {formulas + names}")
+    assert not bad, f"{note.name}:\n" + "\n".join(bad)
 
 
 def validation_rows():
