@@ -52,3 +52,40 @@ def test_run_mlp_example_on_digits(tmp_path, capsys):
     assert main(["run", "mlp_fashion_mnist", "--dataset", "digits", "--steps", "400", "--out", str(out),
                  "--no-progress"]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+def test_a_bad_engine_is_refused_in_one_line_before_any_work(capsys):
+    assert main(["run", "mlp_fashion_mnist", "--engine", "turbo", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "zerotoml run mlp_fashion_mnist: --engine 'turbo': expected one of reference, fast"
+    assert main(["run", "mlp_fashion_mnist", "--engine"]) == 2
+    assert "--engine needs a value" in capsys.readouterr().err
+
+
+def test_examples_run_the_fast_engine_by_default_and_say_so(tmp_path, monkeypatch, capsys):
+    """The runner picks the engine, prints it, runs the example under it, and switches back."""
+
+    from zerotoml import __main__ as runner
+    from zerotoml import engine
+
+    seen = []
+    script = tmp_path / "probe.py"
+    script.write_text('"""Probe."""\nfrom zerotoml import engine\n\ndef main(argv):\n'
+                      '    SEEN.append((engine.current(), argv))\n')
+    monkeypatch.setenv("ZEROTOML_EXAMPLES", str(tmp_path))
+    monkeypatch.delenv("ZEROTOML_ENGINE", raising=False)
+    real = runner.importlib.util.module_from_spec
+
+    def with_seen(spec):
+        module = real(spec)
+        module.SEEN = seen
+        return module
+
+    monkeypatch.setattr(runner.importlib.util, "module_from_spec", with_seen)
+    before = engine.current()
+    assert main(["run", "probe", "--steps", "3"]) == 0
+    assert main(["run", "probe", "--engine=reference", "--steps", "3"]) == 0
+    assert seen == [("fast", ["--steps", "3"]), ("reference", ["--steps", "3"])]
+    out = capsys.readouterr().out
+    assert "engine: fast" in out and "engine: reference" in out
+    assert engine.current() == before

@@ -103,14 +103,14 @@ def run_example(name: str, argv: list[str]) -> int:
     from . import engine
 
     if "-h" in argv or "--help" in argv:
-        print(f"(the runner takes --engine fast|reference, default fast, before or among these options)")
-    engine.use(engine_name)
+        print("(the runner takes --engine fast|reference, default fast, before or among these options)")
     if engine_name == "fast":
         # a training step's temporaries come back without page faults (notes/performance.md#the-allocator)
         engine.memory.keep_freed_memory()
     print(f"engine: {engine_name}" + (" (--engine reference runs every layer as its formula)"
                                       if engine_name == "fast" else ""), flush=True)
-    code = module.main(argv)
+    with engine.use(engine_name):  # (the previous engine again afterwards, for a caller in-process)
+        code = module.main(argv)
     return int(code or 0)
 
 
