@@ -10,6 +10,7 @@ import torch
 from zerotoml import engine, forward, loss, value_and_grad
 from zerotoml.layers.activation import gelu, log_softmax, softmax
 from zerotoml.layers.attention import attend, causal_additive
+from zerotoml.layers.embedding import Embedding
 from zerotoml.layers.norm import LayerNorm
 from zerotoml.losses import cross_entropy
 from zerotoml.transformers import GPT
@@ -35,6 +36,12 @@ def _both(fn, *xs, tol=1e-12):
 
 def _randn(*shape, seed=0):
     return torch.randn(*shape, dtype=f64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("padding_idx", [None, 2])
+def test_embedding(padding_idx):
+    ids = torch.tensor([[0, 2, 4, 2], [1, 1, 3, 0]])
+    _both(lambda W: forward(Embedding(W, padding_idx), ids), _randn(5, 3))
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -50,7 +50,7 @@ def test_a_bad_environment_value_names_the_variable():
 # what only the fast engine may call: private operators, torch's fused kernels, the allocator
 FAST_ONLY = re.compile(r"^(torch\.ops\.|torch\._fused_|torch\._foreach_|.*scaled_dot_product_attention$"
                        r"|(F|torch\.nn\.functional|functional)\.(layer_norm|conv\w*|gelu|cross_entropy|"
-                       r"max_pool\w*|avg_pool\w*|adaptive_avg_pool\w*|linear)$|torch\.(softmax|log_softmax)$"
+                       r"max_pool\w*|avg_pool\w*|adaptive_avg_pool\w*|linear|embedding)$|torch\.(softmax|log_softmax)$"
                        r"|.*\.mallopt$)")
 
 
@@ -86,4 +86,4 @@ def test_the_scan_finds_the_engines_own_calls():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and (name := _dotted(node.func)) and FAST_ONLY.match(name):
                 names.add(name)
-    assert {"F.scaled_dot_product_attention", "F.layer_norm", "torch._foreach_addcdiv_"} <= names, names
+    assert {"F.scaled_dot_product_attention", "F.layer_norm", "F.embedding", "torch._foreach_addcdiv_"} <= names, names

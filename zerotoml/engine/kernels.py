@@ -17,7 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["attention", "cross_entropy", "gelu", "layer_norm", "log_softmax", "softmax"]
+__all__ = ["attention", "cross_entropy", "embedding", "gelu", "layer_norm", "log_softmax", "softmax"]
+
+
+def embedding(W: Tensor, ids: Tensor, padding_idx: int | None) -> Tensor:
+    """`zerotoml.layers.embedding.Embedding`'s forward (ids already checked there): torch's
+    gather, whose backward is one dense index-add; the padding row takes no gradient."""
+    return F.embedding(ids, W, padding_idx=padding_idx)
 
 
 def gelu(x: Tensor, approximate: str) -> Tensor:
