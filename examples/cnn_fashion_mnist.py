@@ -1,7 +1,7 @@
 """A small CNN with a residual block on Fashion-MNIST (scikit-learn's digits when the Fashion-MNIST files are absent).
 
-    python -m zerotoml run cnn_fashion_mnist                  # Fashion-MNIST, einsum convolutions
-    python -m zerotoml run cnn_fashion_mnist --fast-conv      # torch's convolution kernels
+    python -m zerotoml run cnn_fashion_mnist                       # Fashion-MNIST
+    python -m zerotoml run cnn_fashion_mnist --engine reference    # every layer as its formula
     python -m zerotoml run cnn_fashion_mnist --dataset digits
     python examples/cnn_fashion_mnist.py --steps 3000 --resume
 
@@ -22,15 +22,13 @@ from pathlib import Path
 import torch
 from einops import rearrange
 
-import zerotoml.layers.conv
-from zerotoml import forward
+from zerotoml import engine, forward
 from zerotoml.checkpoint import CheckpointError
 from zerotoml.classifier import Classifier
 from zerotoml.data import Batches
 from zerotoml.devices import pick_device
 from zerotoml.layers import BatchNorm, Chain, Linear, ReLU
-from zerotoml.layers.conv import Conv
-from zerotoml.layers.pool import GlobalAvgPool, MaxPool
+from zerotoml.layers.conv import Conv, GlobalAvgPool, MaxPool
 from zerotoml.layers.resnet import ResidualBlock
 from zerotoml.losses import cross_entropy
 from zerotoml.optim import AdamW, Cosine
@@ -91,21 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="total optimizer steps (default 1400 Fashion-MNIST, 300 digits)")
     p.add_argument("--batch-size", type=int, help="default 128 Fashion-MNIST, 64 digits")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the cosine schedule")
-    p.add_argument("--fast-conv", action="store_true",
-                   help="torch's convolution kernels instead of the einsum (zerotoml.layers.conv.FAST)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
     p.add_argument("--out", help="run folder (default runs/cnn_<dataset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-
-    # the one switch of the convolution path: the einsum (default) or torch's kernels
-    # (--fast-conv here, or ZEROTOML_FAST_CONV=1 for any program)
-    if args.fast_conv:
-        zerotoml.layers.conv.FAST = True
-    fast = zerotoml.layers.conv.fast()
-    path = "torch's kernels (fast path)" if fast else "einsum over window views"
 
     name, (x, y, x_test, y_test), classes = load(args.dataset)
     steps, batch_size, channels = DEFAULTS[name]
@@ -126,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"test_loss": cross_entropy(z, y_test).item(), "test_acc": (z.argmax(1) == y_test).double().mean().item()}
 
     print(f"{name}: {len(y)} train and {len(y_test)} test images of {tuple(x.shape[1:])}; "
-          f"{len(data)} steps per epoch of {batch_size}; convolutions: {path}")
+          f"{len(data)} steps per epoch of {batch_size}; engine: {engine.current()}")
     try:
         result = train(model, AdamW.init(model, lr=args.lr, weight_decay=1e-4), data, steps=steps,
                        schedule=schedule, clip=1.0, eval_every=max(steps // 2, 1), eval_fn=evaluate,
@@ -146,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     per_step = result.train_seconds / result.steps_run if result.steps_run else None
     summary = {"dataset": name, "steps": result.step, "test_accuracy": acc, "epochs": result.step / len(data),
                "seconds_per_epoch": per_epoch, "seconds_per_step": per_step, "train_seconds": result.train_seconds,
-               "conv_path": "fast" if fast else "einsum", "device": str(device),
+               "engine": engine.current(), "device": str(device),
                "threads": torch.get_num_threads(), "batch_size": batch_size, "channels": list(channels)}
     (out / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
     draw(trained, x_test, y_test, pred, classes, μ, σ, out)
@@ -158,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = (f"{per_step:.3f} s per step, {per_epoch:.1f} s per epoch" if per_step is not None
               else "no step left to run")
     print(f"test accuracy {acc:.4f} after {result.step} steps ({summary['epochs']:.2f} epochs); {timing} "
-          f"on {device} ({path}); run folder {out}")
+          f"on {device} (engine: {engine.current()}); run folder {out}")
     return 0
 
 

@@ -8,14 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import zerotoml.layers.conv as conv
 from zerotoml.__main__ import main
 from zerotoml.classifier import Classifier, accuracy
 from zerotoml.data import Batches
 from zerotoml.data.digits import digits
 from zerotoml.layers import BatchNorm, Chain, Flatten, Linear, ReLU
-from zerotoml.layers.conv import Conv
-from zerotoml.layers.pool import MaxPool
+from zerotoml.layers.conv import Conv, MaxPool
 from zerotoml.layers.resnet import ResidualBlock
 from zerotoml.optim import AdamW, Cosine
 from zerotoml.train import train
@@ -38,14 +36,13 @@ def test_cnn_on_digits_reaches_95_percent():
 
 
 @pytest.mark.slow
-def test_run_cnn_example_on_digits(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(conv, "FAST", conv.FAST)  # --fast-conv flips the switch; put it back afterwards
+def test_run_cnn_example_on_digits(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", "cnn_fashion_mnist", "--dataset", "digits", "--steps", "150", "--fast-conv",
+    code = main(["run", "cnn_fashion_mnist", "--engine", "fast", "--dataset", "digits", "--steps", "150",
                  "--out", str(out), "--no-progress"])
     assert code == 0
     result = json.loads((out / "result.json").read_text())
-    assert result["dataset"] == "digits" and result["steps"] == 150 and result["conv_path"] == "fast"
+    assert result["dataset"] == "digits" and result["steps"] == 150 and result["engine"] == "fast"
     assert result["test_accuracy"] >= 0.95
     for png in ("loss_curve.png", "predictions.png", "filters.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG", png

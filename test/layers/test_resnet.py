@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-import zerotoml.layers.conv as conv
-from zerotoml import forward, from_torch
+from zerotoml import engine, forward, from_torch
 from zerotoml.generic import method
 from zerotoml.layers.conv import Conv
 from zerotoml.layers.norm import BatchNorm
@@ -93,13 +92,14 @@ def test_running_statistics_follow_torch_over_steps_then_eval():
     torch.testing.assert_close(forward(set_training(ours, False), x), block(x), atol=1e-10, rtol=1e-10)
 
 
-def test_fast_conv_path_gives_the_same_block(monkeypatch):
+def test_fast_conv_path_gives_the_same_block():
     block = torch_block(4, 6, 2, seed=3).eval()
     ours = from_torch(block)
     x = torch.randn(2, 4, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    slow = forward(ours, x)
-    monkeypatch.setattr(conv, "FAST", True)
-    torch.testing.assert_close(forward(ours, x), slow, atol=1e-12, rtol=1e-12)
+    with engine.use("reference"):
+        reference = forward(ours, x)
+    with engine.use("fast"):
+        torch.testing.assert_close(forward(ours, x), reference, atol=1e-12, rtol=1e-12)
 
 
 def test_init_follows_the_paper():

@@ -5,6 +5,6 @@ from .activation import relu, gelu, silu, sigmoid, tanh, softmax, log_softmax, R
 from .dropout import Dropout
 from .chain import Chain, MLP, Flatten
 from .attention import MultiheadAttention, attend, causal_mask
-from .conv import Conv; from .conv_transpose import ConvTranspose
+from .conv import Conv, ConvTranspose
 from .resnet import ResidualBlock, residual_block_from_parts
-from .pool import MaxPool, AvgPool, AdaptiveAvgPool, GlobalAvgPool, pool_output_size, pool_output_shape, adaptive_avg_matrix
+from .conv import MaxPool, AvgPool, AdaptiveAvgPool, GlobalAvgPool, pool_output_size, pool_output_shape, adaptive_avg_matrix

@@ -1,4 +1,4 @@
-"""Convolution arithmetic: zerotoml/layers/conv_arithmetic.py (notes/cnn.md#convolution-arithmetic).
+"""Convolution arithmetic: zerotoml/layers/conv/arithmetic.py (notes/cnn.md#convolution-arithmetic).
 Each relationship of Dumoulin & Visin (2016) against the shapes torch actually produces."""
 
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from zerotoml.layers import conv_arithmetic as ca
+from zerotoml.layers.conv import arithmetic as ca
 
 small = st.integers(1, 12)
 kern = st.integers(1, 6)

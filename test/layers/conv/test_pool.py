@@ -1,6 +1,7 @@
-"""Pooling against torch.nn, level 3: same output and input gradients in float64, over random
-configurations (odd sizes, stride above kernel, padding, ceil_mode, count_include_pad, dilation),
-and the output-size function against torch's shapes and the paper's worked examples."""
+"""MaxPool and AvgPool (zerotoml/layers/conv/pool.py) against torch.nn, level 3: same output
+and input gradients in float64, over random configurations (odd sizes, stride above kernel,
+padding, ceil_mode, count_include_pad, dilation), under whichever engine the environment
+selects; and the output-size function against torch's shapes and the paper's worked examples."""
 
 import pytest
 import torch
@@ -10,13 +11,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from zerotoml import forward, from_torch
-from zerotoml.layers.pool import (AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool, adaptive_avg_matrix,
-                                  pool_output_shape, pool_output_size)
+from zerotoml.layers.conv import AvgPool, MaxPool, pool_output_shape, pool_output_size
 from zerotoml.testing import assert_matches_torch
 
 MAX = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
 AVG = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
-ADA = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 
 
 @st.composite
@@ -62,7 +61,7 @@ def test_pool_output_size_gives_the_papers_worked_examples():
     assert pool_output_size(5, 2, 2, 1, ceil_mode=True) == 3
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(i=st.integers(1, 12), k=st.integers(1, 6), s=st.integers(1, 6), d=st.integers(1, 3),
        data=st.data(), ceil_mode=st.booleans())
 def test_pool_output_size_matches_torch_shapes(i, k, s, d, data, ceil_mode):
@@ -82,7 +81,7 @@ def test_pool_output_size_matches_torch_shapes(i, k, s, d, data, ceil_mode):
 # ------------------------------------------------------------------ level 3
 
 
-@settings(max_examples=150, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(n=st.integers(1, 3), data=st.data(), ceil_mode=st.booleans(), seed=st.integers(0, 2**16))
 def test_max_pool_matches_torch(n, data, ceil_mode, seed):
     i, k, s, p, d = data.draw(window(n, dilation=True))
@@ -94,7 +93,7 @@ def test_max_pool_matches_torch(n, data, ceil_mode, seed):
     assert model == MaxPool(k, s, p, d, ceil_mode)
 
 
-@settings(max_examples=80, deadline=None, derandomize=True)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(n=st.integers(1, 3), data=st.data(), ceil_mode=st.booleans(), seed=st.integers(0, 2**16))
 def test_max_pool_gradient_goes_to_the_first_of_tied_maxima_as_torch(n, data, ceil_mode, seed):
     i, k, s, p, d = data.draw(window(n, dilation=True))
@@ -127,7 +126,7 @@ def test_max_pool_window_all_in_padding_gives_minus_inf_and_no_gradient():
     assert torch.equal(g, torch.zeros_like(x))
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(n=st.integers(1, 3), data=st.data(), ceil_mode=st.booleans(), count_include_pad=st.booleans(),
        divisor=st.sampled_from([None, None, None, 1, 5]), seed=st.integers(0, 2**16))
 def test_avg_pool_matches_torch(n, data, ceil_mode, count_include_pad, divisor, seed):
@@ -140,36 +139,11 @@ def test_avg_pool_matches_torch(n, data, ceil_mode, count_include_pad, divisor, 
     assert (model.count_include_pad, model.divisor_override) == (count_include_pad, extra.get("divisor_override"))
 
 
-@settings(max_examples=120, deadline=None, derandomize=True)
-@given(n=st.integers(1, 3), data=st.data(), seed=st.integers(0, 2**16))
-def test_adaptive_avg_pool_matches_torch(n, data, seed):
-    i = tuple(data.draw(st.integers(1, 9)) for _ in range(n))
-    out = tuple(data.draw(st.one_of(st.integers(1, 11), st.none())) for _ in range(n))  # above i: overlap
-    module = ADA[n](out if n > 1 else out[0] or i[0])
-    assert_matches_torch(module, [_x((2, 3, *i), seed)], atol=1e-12, rtol=1e-12)
-
-
-def test_adaptive_avg_pool_of_a_divisor_is_avg_pool_with_kernel_i_over_o():
-    x = _x((2, 3, 12, 10), 0)
-    assert adaptive_avg_matrix(12, 4, dtype=torch.float64).sum(-1).allclose(torch.ones(4, dtype=torch.float64))
-    y = forward(AdaptiveAvgPool.init((4, 5)), x)
-    torch.testing.assert_close(y, forward(AvgPool.init((3, 2)), x), atol=1e-14, rtol=0)
-
-
-def test_global_avg_pool_matches_adaptive_avg_pool_to_one_then_flatten():
-    torch_way = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(-3))  # (b, c, h, w) -> (b, c)
-    x = _x((2, 4, 5, 7), 1)
-    assert_matches_torch(torch_way, [x], ours=GlobalAvgPool(dims=2), atol=1e-12, rtol=1e-12)
-    torch.testing.assert_close(forward(GlobalAvgPool(dims=3), x[None]), x.mean(dim=(-3, -2, -1))[None])
-
-
 def test_from_torch_keeps_every_hyper_parameter():
     assert from_torch(nn.MaxPool2d(3, padding=1, dilation=(2, 1), ceil_mode=True)) == MaxPool(
         (3, 3), (3, 3), (1, 1), (2, 1), True)
     assert from_torch(nn.AvgPool3d((1, 2, 3), 1, (0, 1, 1), True, False, 7)) == AvgPool(
         (1, 2, 3), (1, 1, 1), (0, 1, 1), True, False, 7)
-    assert from_torch(nn.AdaptiveAvgPool2d((None, 3))) == AdaptiveAvgPool((None, 3))
-    assert from_torch(nn.AdaptiveAvgPool1d(4)) == AdaptiveAvgPool((4,))
 
 
 # ------------------------------------------------------------------ clear errors
@@ -204,7 +178,3 @@ def test_bad_padding_and_bad_arguments_are_refused_clearly():
         MaxPool.init(2)
     with pytest.raises(ValueError, match=r"AvgPool.init: arguments disagree on \(kernel_size: 2, dims: 3\) how many spatial axes"):
         AvgPool.init((2, 2), dims=3)
-    with pytest.raises(ValueError, match=r"argument `x` has shape \(4,\); expected \(\*batch, 2 spatial axes"):
-        forward(AdaptiveAvgPool.init(2, dims=2), torch.zeros(4))
-    with pytest.raises(ValueError, match=r"output_size=\(0, 2\)"):
-        AdaptiveAvgPool((0, 2))

@@ -1,13 +1,12 @@
-"""Conv: convolution over 1, 2 or 3 spatial axes, NCHW as torch, written as einsums over the
-windows of the zero-padded input. Dumoulin & Visin, "A guide to convolution arithmetic for
+"""Conv: convolution over 1, 2 or 3 spatial axes, NCHW as torch, written as one einsum over
+the windows of the zero-padded input. Dumoulin & Visin, "A guide to convolution arithmetic for
 deep learning" (2016, arXiv:1603.07285), chapter 2. Note: notes/cnn.md#convolution.
 
 The window view ``x̂[b, c, i, κ] = x_pad[b, c, s·i + d·κ]`` (one i and one κ per spatial axis)
-is ``as_strided`` on the padded input (zerotoml/layers/windows.py): no copy and no loop over
-output positions. `convolve` copies it once into the window matrix and contracts that with the weight; its backward is
-written by hand from the closed forms of conv_grad.py (`_Convolve`), and the gradient of the
-windows goes back onto the input by the "fold", one slice-add per kernel offset. The opt-in
-fast path (torch's conv kernels) is chosen in one place: `FAST` below.
+is made of ``Tensor.unfold`` (zerotoml/layers/conv/windows.py); `convolve` flattens its output
+positions into one axis and its kernel offsets into another, and contracts it with the weight
+in one einsum. Gradients are autograd's; their closed forms are in grad.py, checked against
+it. Under the fast engine torch's kernels take over (zerotoml/engine/conv.py).
 """
 
 from __future__ import annotations
@@ -15,27 +14,14 @@ from __future__ import annotations
 import math
 
 import torch
-from einops import rearrange
 
-from .. import gemm, kernels
-from ..einsum import einsum
-from ..generic import forward, from_torch, method
-from ..kernels import read_switch
-from ..shapes import Float, Tensor
-from ..tree import struct
-from .conv_arithmetic import as_tuple, conv_output_size, padding_pairs
-from .windows import fold, pad, spare_again, window_matrix
-
-# The switch for the fast path of Conv and ConvTranspose: torch.nn.functional.conv{n}d /
-# conv_transpose{n}d instead of the einsum. Off by default; ZEROTOML_FAST_CONV=1, or set
-# ``zerotoml.layers.conv.FAST = True`` at run time; zerotoml.kernels.FUSED (ZEROTOML_FUSED=1),
-# the switch of every fast path, turns it on too. Tested equal to the einsum path.
-FAST: bool = read_switch("ZEROTOML_FAST_CONV")
-
-
-def fast() -> bool:
-    """Whether Conv and ConvTranspose run torch's kernels now."""
-    return FAST or kernels.FUSED
+from ... import engine
+from ...einsum import einsum
+from ...generic import forward, from_torch, method
+from ...shapes import Float, Tensor
+from ...tree import struct
+from .arithmetic import as_tuple, padding_pairs
+from .windows import pad, window_view
 
 
 @struct
@@ -73,136 +59,28 @@ class Conv:
 @method
 def forward(m: Conv, x: Float[Tensor, "batch c_in *spatial"]) -> Float[Tensor, "batch c_out *out_spatial"]:
     check_input("Conv", x, m.W, c_in=m.W.shape[1] * m.groups, padding=m.padding, dilation=m.dilation)
-    if fast():  # the opt-in fast path
-        return _fast_conv(x, m.W, m.b, m.stride, m.padding, m.dilation, m.groups)
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/conv.py)
+        return engine.kernels.conv(x, m.W, m.b, m.stride, m.padding, m.dilation, m.groups)
     return convolve(x, m.W, m.b, m.stride, m.padding, m.dilation, m.groups)
 
 
-# ------------------------------------------------------------------ the einsum
-
-
-def convolve(x: Tensor, W: Tensor, b: Tensor | None, stride: tuple[int, ...],
-             padding: tuple[tuple[int, int], ...], dilation: tuple[int, ...], groups: int) -> Tensor:
-    """``x (batch, c_in, *i)`` convolved with ``W (c_out, c_in/groups, *k)`` (`_Convolve`).
-    Negative padding crops (ConvTranspose uses that)."""
-    return _Convolve.apply(x, W, b, tuple(stride), tuple(padding), tuple(dilation), groups)
-
-
-class _Convolve(torch.autograd.Function):
-    """Three einsums over the window matrix ``X[g, c, κ, ·, i] = x_pad[·, g, c, s·i + d·κ]``
-    (`windows.window_matrix`): per group a (c·κ, batch·i) matrix, so that each einsum is one matrix
-    product over the whole batch (zerotoml/einsum.py, zerotoml/gemm.py; notes/cnn.md#speed):
-
-        y[·, g, o, i]        = Σ_{c, κ} W[g, o, c, κ] · X[g, c, κ, ·, i]  + b[g, o]
-        ∂L/∂W[g, o, c, κ]    = Σ_{·, i} δ[·, g, o, i] · X[g, c, κ, ·, i]
-        ∂L/∂X[g, c, κ, ·, i] = Σ_o  W[g, o, c, κ] · δ[·, g, o, i],   ∂L/∂x_pad = fold(∂L/∂X)
-
-    y comes out as a view with the channel axis outermost in memory (no copy). A large batch
-    goes through in chunks of about `CHUNK` window entries, each matrix made, used and freed
-    in turn (and made again in the backward); a single one is kept for the backward. The
-    backward is made of differentiable ops: differentiated itself (create_graph), it makes X
-    again from x, so that the graph reaches x."""
-
-    @staticmethod
-    def forward(ctx, x, W, b, stride, padding, dilation, groups):
-        n, Wg = W.dim() - 2, rearrange(W, "(g o) c ... -> g o c ...", g=groups)
-        ctx.geometry = (tuple(W.shape[2:]), stride, dilation, groups)
-        ctx.padding, ctx.chunks = padding, _chunks(x, W, stride, padding, dilation)
-        ys, keep = [], ctx.chunks == 1 and ctx.needs_input_grad[1]
-        ctx.per_sample = _per_sample(x, groups)
-        for xc in x.tensor_split(ctx.chunks):
-            X = window_matrix(pad(xc, padding), *ctx.geometry, spare=True)
-            if ctx.per_sample:  # (g, o, batch, *i), a view in NCHW order
-                Y = einsum(Wg.expand(len(xc), *Wg.shape), X, _PER_SAMPLE[n][0])
-            else:  # (g, o, batch, *i), contiguous
-                Y = einsum(Wg, X, _FORWARD[n])
-            if b is not None:
-                Y.add_(b.reshape(groups, -1, *(1,) * (n + 1)))
-            ys.append(rearrange(Y, "g o batch ... -> batch (g o) ..."))
-            if not keep:
-                spare_again(X)
-        ctx.save_for_backward(x, W)
-        # the window matrix, kept for ∂L/∂W when there is a single chunk; a plain attribute, so
-        # that the backward can free it as soon as it is used (made again if the graph is
-        # differentiated twice or run again with retain_graph)
-        ctx.X = X if keep else None
-        return torch.cat(ys) if len(ys) > 1 else ys[0]
-
-    @staticmethod
-    def backward(ctx, δ):
-        (x, W), X = ctx.saved_tensors, ctx.X
-        ctx.X = None
-        kernel, stride, dilation, groups = ctx.geometry
-        n, (need_x, need_W, need_b) = W.dim() - 2, ctx.needs_input_grad[:3]
-        Wg = rearrange(W, "(g o) c ... -> g o c ...", g=groups)
-        gW, gb, gx = 0, 0, []
-        for xc, δc in zip(x.tensor_split(ctx.chunks), δ.tensor_split(ctx.chunks)):
-            δc = rearrange(δc, "batch (g o) ... -> g o batch ...", g=groups).contiguous()  # (free if y's layout)
-            if need_b:  # ∂L/∂b[o] = Σ_{·, i} δ[·, o, i], over contiguous rows
-                gb = gb + δc.reshape(W.shape[0], -1).sum(1)
-            if need_W:
-                again = torch.is_grad_enabled()  # create_graph: X made again from x, in the graph
-                if X is None or again:
-                    if X is not None:
-                        spare_again(X)
-                    X = window_matrix(pad(xc, ctx.padding), *ctx.geometry, spare=not again)
-                gW = gW + (einsum(X, δc, _PER_SAMPLE[n][1]).sum(0) if ctx.per_sample
-                           else einsum(X, δc, _WEIGHT_GRAD[n]))
-                if not again:  # (in the graph of a second derivative it must stay as it is)
-                    spare_again(X)  # its memory is the next forward's window matrix
-            X = None  # (given up before its gradient is made: the backward never holds both)
-            if need_x:
-                gX = (einsum(Wg.expand(len(xc), *Wg.shape), δc, _PER_SAMPLE[n][2]) if ctx.per_sample
-                      else einsum(Wg, δc, _WINDOW_GRAD[n]))
-                gX = rearrange(gX, _TO_VIEW[n])  # ((g c), batch, *i, *κ)
-                # the fold puts ∂L/∂X back on x_pad, in the products' order of axes (channels
-                # outermost); cropping the padding is pad's adjoint
-                padded = (xc.shape[1], len(xc), *(i + lo + hi for i, (lo, hi) in zip(xc.shape[2:], ctx.padding)))
-                gxc = pad(fold(gX, padded, kernel, stride, dilation), tuple((-lo, -hi) for lo, hi in ctx.padding))
-                gx.append(gxc.transpose(0, 1))
-        return (None if not need_x else torch.cat(gx) if len(gx) > 1 else gx[0],
-                rearrange(gW, "g o c ... -> (g o) c ...") if need_W else None,
-                gb if need_b else None, None, None, None, None)
-
-
-# Window-matrix entries per chunk of the batch (32 MB in float32; notes/cnn.md#speed).
-CHUNK = 1 << 23
-
-
-def _chunks(x: Tensor, W: Tensor, stride, padding, dilation) -> int:
-    """How many chunks the batch goes through in: the window matrix over CHUNK, at least 1."""
-    out = (conv_output_size(i + lo + hi, k, s, 0, d)
-           for i, k, s, (lo, hi), d in zip(x.shape[2:], W.shape[2:], stride, padding, dilation))
-    entries = len(x) * x.shape[1] * math.prod(W.shape[2:]) * math.prod(out)
-    return max(1, min(len(x), -(-entries // CHUNK)))
-
-
-def _equations(n: int) -> tuple[str, ...]:
-    """The forward, weight-gradient and window-gradient einsums, and the window matrix's
-    gradient -> the window view's axes, for n spatial axes; n = 2: "g o c k0 k1, g c k0 k1 batch i0 i1 ->
-    g o batch i0 i1". Then the same three with the batch in both operands (the weight
-    expanded over it), which run as one product per sample (`_per_sample`)."""
-    i, k = (" ".join(f"{a}{j}" for j in range(n)) for a in "ik")
-    return (f"g o c {k}, g c {k} batch {i} -> g o batch {i}",
-            f"g c {k} batch {i}, g o batch {i} -> g o c {k}",
-            f"g o c {k}, g o batch {i} -> g c {k} batch {i}",
-            f"g c {k} batch {i} -> (g c) batch {i} {k}",
-            f"batch g o c {k}, g c {k} batch {i} -> g o batch {i}",
-            f"g c {k} batch {i}, g o batch {i} -> batch g o c {k}",
-            f"batch g o c {k}, g o batch {i} -> g c {k} batch {i}")
-
-
-_FORWARD, _WEIGHT_GRAD, _WINDOW_GRAD, _TO_VIEW = ({n: _equations(n)[j] for n in (1, 2, 3)} for j in range(4))
-_PER_SAMPLE = {n: _equations(n)[4:] for n in (1, 2, 3)}  # forward, weight gradient, window gradient
-
-
-def _per_sample(x: Tensor, groups: int) -> bool:
-    """Whether the three products run one per sample instead of one over the whole batch: on
-    a CPU whose products go to torch.mm (``ZEROTOML_GEMM=torch``, or a torch without oneDNN's
-    inner product). MKL's sgemm runs the wide (c·k·k, batch·i) products at half the speed of
-    the per-sample ones; oneDNN the other way round (notes/cnn.md#speed). The window matrix
-    is the same; one group only (with groups, the groups are the batch already)."""
-    return groups == 1 and x.device.type == "cpu" and not gemm.onednn_in_use()
+def convolve(x: Float[Tensor, "batch c_in *spatial"], W: Float[Tensor, "c_out c_in_per_group *kernel"],
+             b: Float[Tensor, "c_out"] | None, stride: tuple[int, ...], padding: tuple[tuple[int, int], ...],
+             dilation: tuple[int, ...], groups: int) -> Float[Tensor, "batch c_out *out_spatial"]:
+    """``x (batch, c_in, *i)`` convolved with ``W (c_out, c_in/groups, *k)``, as the formula
+    says. A negative padding crops (the transposed convolution uses that)."""
+    kernel = tuple(W.shape[2:])
+    # x̂[b, (g c), i_1..i_n, κ_1..κ_n] = x_pad[b, (g c), s·i + d·κ]: a view of the padded input
+    x̂ = window_view(pad(x, padding), kernel, stride, dilation)
+    out = x̂.shape[2:2 + len(kernel)]
+    # the groups apart, the output positions i as one axis, the kernel offsets κ as another
+    x̂ = x̂.reshape(len(x), groups, W.shape[1], math.prod(out), math.prod(kernel))
+    Ŵ = W.reshape(groups, W.shape[0] // groups, W.shape[1], math.prod(kernel))
+    # y[b, g, o, i] = Σ_{c, κ} W[g, o, c, κ] · x_pad[b, g, c, s·i + d·κ]   (section 1.1, per group)
+    y = einsum(x̂, Ŵ, "b g c i k, g o c k -> b g o i")
+    y = y.reshape(len(x), W.shape[0], *out)
+    # + b[o]
+    return y if b is None else y + b.reshape(-1, *(1,) * len(kernel))
 
 
 # ------------------------------------------------------------- checks, helpers
@@ -273,16 +151,6 @@ def _uniform(shape: tuple[int, ...], n_bias: int, bias: bool, generator, device,
     W = (torch.rand(shape, **kw) * 2 - 1) * bound
     b = (torch.rand(n_bias, **kw) * 2 - 1) * bound if bias else None
     return W, b
-
-
-def _fast_conv(x, W, b, stride, padding, dilation, groups):
-    """The opt-in fast path: torch's kernels (asymmetric padding is applied first)."""
-    import torch.nn.functional as F
-
-    conv = (F.conv1d, F.conv2d, F.conv3d)[W.dim() - 3]
-    if all(lo == hi for lo, hi in padding):
-        return conv(x, W, b, stride, tuple(lo for lo, _ in padding), dilation, groups)
-    return conv(pad(x, padding), W, b, stride, 0, dilation, groups)
 
 
 # ------------------------------------------------------------------ from_torch

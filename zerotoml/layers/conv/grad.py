@@ -11,20 +11,21 @@ non-zeros are the kernel entries: ``y = C x``. Then
   forward (`conv_weight_grad`);
 * ``∂L/∂b[o] = Σ_{b, i} ∂L/∂y[b, o, i]`` (`conv_bias_grad`).
 
-These are the standalone closed forms, checked against torch.autograd in
-test/layers/test_conv_grad.py. `Conv`'s backward (`conv._Convolve`) computes the same two
-formulas on its window matrix, with the input gradient as the fold of ``Wᵀ δ`` (the adjoint
-of the window view) instead of a convolution of the stretched δ.
+These closed forms are checked against torch.autograd through `Conv` and through F.conv{n}d
+in test/layers/conv/test_grad.py; `Conv` itself leaves its gradients to autograd.
 """
 
 from __future__ import annotations
 
-from einops import einsum, rearrange, reduce
+import math
 
-from ..shapes import Float, Tensor
+from einops import reduce
+
+from ...einsum import einsum
+from ...shapes import Float, Tensor
+from .arithmetic import as_tuple, conv_output_size, output_padding_for, padding_pairs
+from .transposed import conv_transpose
 from .windows import pad, window_view
-from .conv_arithmetic import as_tuple, conv_output_size, output_padding_for, padding_pairs
-from .conv_transpose import conv_transpose
 
 
 def _geometry(who: str, W_shape, stride, padding, dilation):
@@ -63,21 +64,17 @@ def conv_weight_grad(x: Float[Tensor, "batch c_in *spatial"], grad_out: Float[Te
     the batch and the output positions, on the window view the forward uses."""
     kernel, s, p, d = _geometry("conv_weight_grad", W_shape, stride, padding, dilation)
     _check_grad_out("conv_weight_grad", grad_out, x.shape, kernel, s, p, d)
-    n = len(kernel)
-    x̂ = rearrange(window_view(pad(x, p), kernel, s, d), "batch (g c) ... -> batch g c ...", g=groups)
-    δ = rearrange(grad_out, "batch (g o) ... -> batch g o ...", g=groups)
-    # ∂L/∂W[g, o, c, κ] = Σ_{·, i} ∂L/∂y[·, g, o, i] · x_pad[·, g, c, s·i + d·κ]
-    gW = einsum(x̂, δ, _WEIGHT_GRAD[n])
-    return rearrange(gW, "g o c ... -> (g o) c ...")
+    # x̂[b, g, c, i, κ] = x_pad[b, g·c, s·i + d·κ], i and κ each one axis (as in `convolve`)
+    x̂ = window_view(pad(x, p), kernel, s, d)
+    out = x̂.shape[2:2 + len(kernel)]
+    x̂ = x̂.reshape(len(x), groups, x.shape[1] // groups, math.prod(out), math.prod(kernel))
+    δ = grad_out.reshape(len(x), groups, -1, math.prod(out))
+    # ∂L/∂W[g, o, c, κ] = Σ_{b, i} ∂L/∂y[b, g, o, i] · x_pad[b, g, c, s·i + d·κ]
+    gW = einsum(x̂, δ, "b g c i k, b g o i -> g o c k")
+    return gW.reshape(W_shape)
 
 
 def conv_bias_grad(grad_out: Float[Tensor, "batch c_out *out_spatial"]) -> Float[Tensor, "c_out"]:
     """``∂L/∂b[o] = Σ_{b, i} ∂L/∂y[b, o, i]``."""
     return reduce(grad_out, "batch o ... -> o", "sum")
 
-
-_WEIGHT_GRAD = {
-    n: "batch g c {i} {k}, batch g o {i} -> g o c {k}".format(
-        k=" ".join(f"k{j}" for j in range(n)), i=" ".join(f"i{j}" for j in range(n)))
-    for n in (1, 2, 3)
-}

@@ -1,11 +1,12 @@
-"""Pooling over 1, 2 or 3 spatial axes: MaxPool, AvgPool, AdaptiveAvgPool, GlobalAvgPool.
-Dumoulin & Visin, "A guide to convolution arithmetic for deep learning" (2016,
+"""Pooling over 1, 2 or 3 spatial axes: MaxPool, AvgPool (adaptive and global pooling are in
+adaptive.py). Dumoulin & Visin, "A guide to convolution arithmetic for deep learning" (2016,
 arXiv:1603.07285), chapter 3. Note: notes/cnn.md#pooling.
 
 Inputs are ``(*batch, i_1, ..., i_n)``: any leading axes (batch, channels), then the n
-spatial axes, n = len(kernel_size). A pooling layer reduces a strided window view of the
-padded input (a reshape or the convolution's window view: no copy, no Python loop over
-output positions)."""
+spatial axes, n = len(kernel_size). A pooling layer reduces a window view of the padded
+input (a reshape, or the convolution's window view: no copy, no Python loop over output
+positions); autograd differentiates it. Under the fast engine torch's pooling kernels take
+over where they compute the same (zerotoml/engine/conv.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import math
 
 import torch
 from einops import reduce
-from opt_einsum import contract
 
-from ..generic import forward, from_torch, method
-from ..shapes import Float, Tensor
-from ..tree import struct
-from .windows import windows
+from ... import engine
+from ...generic import forward, from_torch, method
+from ...shapes import Float, Tensor
+from ...tree import struct
+from .windows import pad, window_view
 
 # ------------------------------------------------------------------ output sizes
 
@@ -109,47 +110,16 @@ class AvgPool:
                    divisor_override)
 
 
-@struct
-class AdaptiveAvgPool:
-    """Average over torch's adaptive windows [⌊a·i/o⌋, ⌈(a+1)·i/o⌉) along each axis;
-    ``None`` in ``output_size`` keeps that axis's input size."""
-
-    output_size: tuple[int | None, ...]
-
-    def __post_init__(self):
-        sizes = self.output_size
-        if not 1 <= len(sizes) <= 9 or any(o is not None and (not isinstance(o, int) or o < 1) for o in sizes):
-            raise ValueError(f"AdaptiveAvgPool: output_size={self.output_size}; "
-                             f"expected a tuple of 1 to 9 entries, each an int >= 1 or None")
-
-    @classmethod
-    def init(cls, output_size, *, dims: int | None = None) -> AdaptiveAvgPool:
-        """Like torch.nn.AdaptiveAvgPool{dims}d. No weights."""
-        n = _dims("AdaptiveAvgPool", dims, output_size=output_size)
-        return cls(_tuple("AdaptiveAvgPool", "output_size", output_size, n, allow_none=True))
-
-
-@struct
-class GlobalAvgPool:
-    """The mean over the last ``dims`` (spatial) axes: ``(*batch, i_1..i_n) -> (*batch)``."""
-
-    dims: int = 2
-
-    def __post_init__(self):
-        if not isinstance(self.dims, int) or self.dims < 1:
-            raise ValueError(f"GlobalAvgPool: dims={self.dims!r}; expected an int >= 1")
-
-    @classmethod
-    def init(cls, *, dims: int = 2) -> GlobalAvgPool:
-        return cls(dims)
-
-
 # ------------------------------------------------------------------ forward
 
 
 @method
 def forward(m: MaxPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
     o = _output_shape("MaxPool", m, x, m.dilation)
+    if engine.fast():  # the fast engine takes over where torch's kernel computes the same (zerotoml/engine/conv.py)
+        y = engine.kernels.max_pool(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+        if y is not None:
+            return y
     # padding is −∞, so it never wins a max
     w = _windows(x, m.kernel_size, m.stride, m.padding, m.dilation, o, fill=-math.inf)
     # y[o] = max_κ x[o·s − p + κ·d], one window axis at a time, the last first: torch.max
@@ -165,6 +135,11 @@ def forward(m: MaxPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
 def forward(m: AvgPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
     n, ones = len(m.kernel_size), (1,) * len(m.kernel_size)
     o = _output_shape("AvgPool", m, x, ones)
+    if engine.fast():  # the fast engine takes over where torch's kernel computes the same (zerotoml/engine/conv.py)
+        y = engine.kernels.avg_pool(x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                                    m.divisor_override)
+        if y is not None:
+            return y
     w = _windows(x, m.kernel_size, m.stride, m.padding, ones, o, fill=0.0)
     window = " ".join(f"o{j} k{j}" for j in range(n)) + " -> ... " + " ".join(f"o{j}" for j in range(n))
     # Σ_κ x[o·s − p + κ]   (padding is 0, so it adds nothing)
@@ -181,41 +156,10 @@ def forward(m: AvgPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
     return total / N
 
 
-@method
-def forward(m: AdaptiveAvgPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*pooled"]:
-    n = len(m.output_size)
-    i = _spatial("AdaptiveAvgPool", x, n)
-    A = [adaptive_avg_matrix(a, a if b is None else b, dtype=x.dtype, device=x.device)
-         for a, b in zip(i, m.output_size)]
-    # y[a_1..a_n] = Σ_b A_1[a_1, b_1] ⋯ A_n[a_n, b_n] x[b_1..b_n]   (2-d: "...ij,ri,sj->...rs")
-    ins, outs = "ijklmnopq"[:n], "rstuvwxyz"[:n]
-    spec = f"...{ins}," + ",".join(f"{u}{b}" for u, b in zip(outs, ins)) + f"->...{outs}"
-    return contract(spec, x, *A)
-
-
-def adaptive_avg_matrix(i: int, o: int, *, dtype=None, device=None) -> Float[Tensor, "o i"]:
-    """A[a, b] = 1/(end_a − start_a) for start_a ≤ b < end_a, with torch's adaptive windows
-    start_a = ⌊a·i/o⌋ and end_a = ⌈(a + 1)·i/o⌉; row a averages window a."""
-    a = torch.arange(o, device=device)
-    start, end = (a * i) // o, -((-(a + 1) * i) // o)
-    b = torch.arange(i, device=device)
-    inside = (start[:, None] <= b) & (b < end[:, None])
-    return inside.to(dtype) / (end - start)[:, None].to(dtype)
-
-
-@method
-def forward(m: GlobalAvgPool, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*batch"]:
-    _spatial("GlobalAvgPool", x, m.dims)
-    σ = " ".join(f"i{j}" for j in range(m.dims))
-    # y = (1/|i|) Σ_i x[i]  over every spatial position
-    return reduce(x, f"... {σ} -> ...", "mean")
-
-
 # ------------------------------------------------------------------ from torch
 
 _MAX = {torch.nn.MaxPool1d: 1, torch.nn.MaxPool2d: 2, torch.nn.MaxPool3d: 3}
 _AVG = {torch.nn.AvgPool1d: 1, torch.nn.AvgPool2d: 2, torch.nn.AvgPool3d: 3}
-_ADA = {torch.nn.AdaptiveAvgPool1d: 1, torch.nn.AdaptiveAvgPool2d: 2, torch.nn.AdaptiveAvgPool3d: 3}
 
 
 def _nd(module, table) -> int:
@@ -238,12 +182,6 @@ def from_torch(module: torch.nn.AvgPool1d | torch.nn.AvgPool2d | torch.nn.AvgPoo
                         divisor_override=getattr(module, "divisor_override", None), dims=_nd(module, _AVG))
 
 
-@method
-def from_torch(module: torch.nn.AdaptiveAvgPool1d | torch.nn.AdaptiveAvgPool2d
-               | torch.nn.AdaptiveAvgPool3d) -> AdaptiveAvgPool:
-    return AdaptiveAvgPool.init(module.output_size, dims=_nd(module, _ADA))
-
-
 # ------------------------------------------------------------------ the rest
 
 
@@ -260,12 +198,9 @@ def _windows(x, k, s, p, d, o, *, fill: float) -> Tensor:
         return x.reshape(*x.shape[:-n], *(a for o_j, k_j in zip(o, k) for a in (o_j, k_j)))
     k_eff = [d_j * (k_j - 1) + 1 for k_j, d_j in zip(k, d)]
     right = [max(p_j, (o_j - 1) * s_j + e - i_j - p_j) for o_j, s_j, e, i_j, p_j in zip(o, s, k_eff, i, p)]
-    if any(p) or any(right):
-        padded = x.new_full((*x.shape[:-n], *(a + l + r for a, l, r in zip(i, p, right))), fill)
-        padded[(..., *(slice(l, l + a) for a, l in zip(i, p)))] = x
-        x = padded
+    x = pad(x, tuple(zip(p, right)), fill)
     base = x.ndim - n
-    x = windows(x, k, s, d)  # (*batch, o_1..o_n, k_1..k_n), a view whose backward is the fold
+    x = window_view(x, k, s, d)  # (*batch, o_1..o_n, k_1..k_n), a view
     # -> (*batch, o_1, k_1, ..., o_n, k_n), a view
     return x.permute(*range(base), *(a for j in range(n) for a in (base + j, base + n + j)))
 

@@ -13,8 +13,7 @@ convolution, and so does `conv_transpose`:
 3. convolve with stride 1 and the same dilation, with the kernel flipped in space and its
    in/out channels swapped (per group) -- reusing the einsum of `Conv`.
 
-The zeros make this s^n times more work than needed; the fast path (``conv.FAST``) uses
-torch's kernel, which skips them.
+Under the fast engine torch's kernel takes over (zerotoml/engine/conv.py).
 """
 
 from __future__ import annotations
@@ -22,13 +21,12 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ..generic import forward, from_torch, method
-from ..shapes import Float, Tensor
-from ..tree import struct
-from . import conv as _conv
+from ... import engine
+from ...generic import forward, from_torch, method
+from ...shapes import Float, Tensor
+from ...tree import struct
+from .arithmetic import as_tuple, conv_transpose_output_size
 from .conv import _divides, _hyper, _kernel, _uniform, check_input, convolve
-from .windows import pad
-from .conv_arithmetic import as_tuple, conv_transpose_output_size
 
 
 @struct
@@ -76,8 +74,10 @@ def forward(m: ConvTranspose, x: Float[Tensor, "batch c_in *spatial"], *,
     """``output_size`` (as torch) picks the output padding that gives that size."""
     check_input("ConvTranspose", x, m.W, c_in=m.W.shape[0])
     a = m.output_padding if output_size is None else _output_padding_for_size(m, x, output_size)
-    f = _fast_conv_transpose if _conv.fast() else conv_transpose
-    return f(x, m.W, m.b, m.stride, m.padding, a, m.dilation, m.groups)
+    _check_output_size(x, m.W.shape[2:], m.stride, m.padding, a, m.dilation)
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/conv.py)
+        return engine.kernels.conv_transpose(x, m.W, m.b, m.stride, m.padding, a, m.dilation, m.groups)
+    return conv_transpose(x, m.W, m.b, m.stride, m.padding, a, m.dilation, m.groups)
 
 
 def conv_transpose(x: Tensor, W: Tensor, b: Tensor | None, stride: tuple[int, ...],
@@ -133,18 +133,6 @@ def _output_padding_for_size(m: ConvTranspose, x: Tensor, output_size) -> tuple[
                              f"[{lo}, {lo + s - 1}] for input size {i}")
         a.append(o - lo)
     return tuple(a)
-
-
-def _fast_conv_transpose(x, W, b, stride, padding, output_padding, dilation, groups):
-    """The opt-in fast path: torch's kernel without padding, then crop p_lo, p_hi − a."""
-    import torch.nn.functional as F
-
-    n = W.dim() - 2
-    f = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[n - 1]
-    _check_output_size(x, W.shape[2:], stride, padding, output_padding, dilation)
-    y = f(x, W, None, stride, 0, 0, groups, dilation)
-    y = pad(y, tuple((-lo, a - hi) for (lo, hi), a in zip(padding, output_padding)))
-    return y if b is None else y + b.reshape(-1, *(1,) * n)
 
 
 def _conv_transpose_from_torch(module) -> ConvTranspose:
