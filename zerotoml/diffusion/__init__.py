@@ -1,0 +1,4 @@
+"""Diffusion and flow models: schedules, denoisers, DDPM, DDIM, score SDEs, flow matching,
+rectified flow. Note: notes/ddpm.md (start there)."""
+
+from .mixture import GaussianMixture  # noqa: F401
