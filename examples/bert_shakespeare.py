@@ -21,26 +21,20 @@ import time
 from pathlib import Path
 
 import torch
-from einops import rearrange
 
 from zerotoml import loss
 from zerotoml.checkpoint import CheckpointError
-from zerotoml.data import Batches, shakespeare
+from zerotoml.data import Batches, blocks, shakespeare
 from zerotoml.devices import pick_device
 from zerotoml.losses import cross_entropy
 from zerotoml.optim import AdamW, Cosine
 from zerotoml.train import RunExistsError, train
+from zerotoml.transformers import n_positions
 from zerotoml.transformers.bert import BERT, IGNORE, hidden_states, mask_tokens, mlm_head
 from zerotoml.transformers.tokenizers import CharTokenizer
 from zerotoml.tree import set_training
 
 MASK, UNK = "<mask>", "<unk>"
-
-
-def windows(ids: torch.Tensor, block: int) -> torch.Tensor:
-    """Non-overlapping windows of ``block`` tokens, ``(n, block)``; the tail that does not fill one is dropped."""
-    n = len(ids) // block
-    return rearrange(ids[: n * block], "(n t) -> n t", t=block)
 
 
 def evaluate(m: BERT, inputs: torch.Tensor, labels: torch.Tensor, chunk: int = 256) -> dict[str, float]:
@@ -62,7 +56,7 @@ def fill_in(m: BERT, tok: CharTokenizer, text: str, seed: int, device: torch.dev
     g = torch.Generator().manual_seed(seed)
     chosen = mask_tokens(ids, mask_id=tok.token_to_id(MASK), vocab_size=len(tok.chars), generator=g)[1] != IGNORE
     x = torch.where(chosen, torch.full_like(ids, tok.token_to_id(MASK)), ids)  # every chosen one masked, to show
-    block = m.position_embeddings.table.W.shape[0]
+    block = n_positions(m)
     with torch.no_grad():  # in windows of at most the model's context
         guess = torch.cat([mlm_head(m, hidden_states(m, w)).argmax(-1) for w in x.split(block, dim=1)], dim=1)
     shown = "".join("_" if c else ch for ch, c in zip(text, chosen[0].tolist()))
@@ -98,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     tok = CharTokenizer.train(text_train, special_tokens=(MASK,), unk=UNK)
     mask_id, n_chars = tok.token_to_id(MASK), len(tok.chars)
-    train_x = windows(tok.encode(text_train, as_tensor=True), args.block).to(device)
-    val_x = windows(tok.encode(text_val, as_tensor=True), args.block)
+    # non-overlapping windows of --block characters
+    train_x = blocks(tok.encode(text_train, as_tensor=True), args.block).to(device)
+    val_x = blocks(tok.encode(text_val, as_tensor=True), args.block)
     val_x = (val_x if args.val_windows <= 0 else val_x[: args.val_windows]).to(device)
     # the validation corruption is drawn once, so every evaluation scores the same positions
     val_in, val_labels = mask_tokens(val_x, mask_id=mask_id, vocab_size=n_chars,

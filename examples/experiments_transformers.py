@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from zerotoml import forward, shapes
-from zerotoml.data import shakespeare
+from zerotoml.data import Windows, next_token_windows, shakespeare
 from zerotoml.losses import cross_entropy
 from zerotoml.optim import AdamW, Cosine
 from zerotoml.train import train
@@ -69,34 +69,6 @@ QUICK = dict(d_model=32, n_layer=1, context=16, batch_size=4, steps=4, evals=2, 
 # ------------------------------------------------------------------ data and the metric
 
 
-class RandomWindows:
-    """Training batches ``(x, y)`` of shape (batch, context): windows at uniformly random
-    offsets of one token stream, ``y`` is ``x`` shifted by one token; seeded."""
-
-    def __init__(self, ids: torch.Tensor, context: int, batch_size: int, seed: int):
-        if len(ids) <= context + 1:
-            raise ValueError(f"RandomWindows: {len(ids)} tokens is too few for context {context}")
-        self.ids, self.context, self.batch_size = ids, context, batch_size
-        self.g = torch.Generator().manual_seed(seed)
-
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        o = torch.randint(len(self.ids) - self.context, (self.batch_size, 1), generator=self.g)
-        i = o + torch.arange(self.context + 1)
-        w = self.ids[i]
-        return w[:, :-1], w[:, 1:]
-
-
-def eval_windows(ids: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Non-overlapping windows: inputs ``ids[kT : kT+T]``, targets ``ids[kT+1 : kT+T+1]``, so
-    the predicted tokens are ``ids[1 : W·T + 1]`` for the W = (n − 1) // T whole windows."""
-    W = (len(ids) - 1) // context
-    if W < 1:
-        raise ValueError(f"eval_windows: {len(ids)} tokens is too few for one window of {context}")
-    x = ids[: W * context].reshape(W, context)
-    y = ids[1: W * context + 1].reshape(W, context)
-    return x, y
-
-
 def validation_nll(model: GPT, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 64) -> float:
     """Σ over every target token of −ln p(token | its window's earlier tokens), in nats."""
     device = params(model)[0].device
@@ -129,7 +101,8 @@ class HeldOut:
     @classmethod
     def of(cls, tok, text: str, context: int) -> "HeldOut":
         ids = torch.tensor(tok.encode(text), dtype=torch.long)
-        x, y = eval_windows(ids, context)
+        # inputs ids[kT : kT+T], targets ids[kT+1 : kT+T+1]: every token but the first predicted once
+        x, y = next_token_windows(ids, context)
         return cls(x, y, len(tok.decode(y.flatten())))
 
     def metrics(self, model: GPT) -> dict[str, float]:
@@ -168,7 +141,7 @@ def run_one(label: str, tok, train_ids: torch.Tensor, held: HeldOut, cfg: Config
     """Train one GPT and return its configuration, curve and final held-out metrics."""
     g = torch.Generator().manual_seed(seed)
     model = GPT.init(tok.vocab_size, cfg.context, cfg.d_model, cfg.n_layer, n_head, dropout=0.0, generator=g)
-    data = RandomWindows(train_ids, cfg.context, cfg.batch_size, seed)
+    data = Windows(train_ids, cfg.context, cfg.batch_size, seed)
     schedule = Cosine(cfg.lr, cfg.steps, min_lr=cfg.lr / 10, warmup_steps=max(cfg.steps // 10, 1))
     t0 = time.perf_counter()
     result = train(model, AdamW.init(model, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay), data,

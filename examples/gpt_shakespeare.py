@@ -24,7 +24,7 @@ import torch
 
 from zerotoml import generate, loss
 from zerotoml.checkpoint import CheckpointError
-from zerotoml.data import Batches
+from zerotoml.data import Windows, next_token_windows
 from zerotoml.devices import pick_device
 from zerotoml.optim import AdamW, Cosine
 from zerotoml.train import RunExistsError, train
@@ -37,24 +37,6 @@ from zerotoml.tree import set_training
 DEFAULTS = dict(steps=1000, n_layer=4, n_head=4, d_model=128, context=64, batch_size=16, lr=5e-3, dropout=0.0,
                 tokenizer="char", bpe_vocab=512, warmup=100, eval_windows=256, seed=0, text=None, bias=True,
                 positions="learned")
-
-
-class Windows(Batches):
-    """Random windows of a token stream: ``next()`` gives ``(x, y)``, ``x = ids[s : s + T]`` and
-    ``y = ids[s + 1 : s + T + 1]`` for a batch of start positions ``s``. The starts are drawn
-    by `Batches` (every start once per epoch, in a seeded order), so the position resumes exactly."""
-
-    def __init__(self, ids: torch.Tensor, context: int, batch_size: int, seed: int = 0):
-        if len(ids) <= context:
-            raise ValueError(f"Windows: {len(ids)} tokens do not fill one window of context {context} + 1")
-        super().__init__(torch.arange(len(ids) - context, device=ids.device), batch_size, seed=seed)
-        self.ids, self.context = ids, context
-        self.offsets = torch.arange(context + 1, device=ids.device)
-
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        (starts,) = super().__next__()
-        w = self.ids[starts[:, None] + self.offsets]  # "b (t+1)"
-        return w[:, :-1], w[:, 1:]
 
 
 def corpus(path: str | None) -> tuple[str, str]:
@@ -86,17 +68,11 @@ def tokenizer_for(cfg: dict, out: Path, train_text: str, val_text: str) -> CharT
 def validation_loss(model: GPT, ids: torch.Tensor, context: int, n_windows: int | None, chunk: int = 64) -> float:
     """Mean next-token loss (nats per token) over ``n_windows`` fixed windows spread evenly over
     ``ids``; ``None``: every token once, in consecutive windows (the exact loss of the text)."""
-    if n_windows is None:
-        starts = torch.arange(0, len(ids) - context, context, device=ids.device)
-        n_windows = len(starts)
-    else:
-        starts = torch.linspace(0, len(ids) - context - 1, n_windows, device=ids.device).long()
-    offsets = torch.arange(context + 1, device=ids.device)
-    total = 0.0
-    for lo in range(0, n_windows, chunk):
-        w = ids[starts[lo:lo + chunk, None] + offsets]
-        total += loss(model, w[:, :-1], w[:, 1:]).item() * w.shape[0]
-    return total / n_windows
+    starts = None if n_windows is None else torch.linspace(0, len(ids) - context - 1, n_windows,
+                                                           device=ids.device).long()
+    x, y = next_token_windows(ids, context, starts)
+    total = sum(loss(model, xs, ys).item() * len(xs) for xs, ys in zip(x.split(chunk), y.split(chunk)))
+    return total / len(x)
 
 
 def build(cfg: dict, vocab_size: int) -> tuple[GPT, AdamW, Cosine]:

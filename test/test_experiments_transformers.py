@@ -63,17 +63,8 @@ def test_bits_per_char_formula_and_bad_input():
     assert ex.bits_per_char(10 * math.log(2), 5) == pytest.approx(2.0)
     with pytest.raises(ValueError, match="n_chars=0"):
         ex.bits_per_char(1.0, 0)
-    with pytest.raises(ValueError, match="too few for one window of 8"):
-        ex.eval_windows(torch.arange(8), 8)
-
-
-def test_training_windows_are_shifted_by_one_token_and_seeded():
-    ids = torch.arange(100)
-    x, y = next(ex.RandomWindows(ids, 10, 6, seed=3))
-    assert x.shape == y.shape == (6, 10)
-    assert torch.equal(y, x + 1)  # ids[o+1 : o+T+1] after ids[o : o+T]
-    assert torch.equal(x[:, 1:], x[:, :-1] + 1) and int(y.max()) <= 99
-    assert torch.equal(next(ex.RandomWindows(ids, 10, 6, seed=3))[0], x)
+    with pytest.raises(ValueError, match="too few for one window of 9"):  # 8 tokens, context 8
+        ex.HeldOut.of(CharTokenizer.train("abcdefgh"), "abcdefgh", context=8)
 
 
 @pytest.mark.slow  # trains 7 tiny models on Shakespeare: ~5 s with shape checks on a busy machine

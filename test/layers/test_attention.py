@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from zerotoml import forward, from_torch
-from zerotoml import kernels
+from zerotoml import engine, forward, from_torch
 from zerotoml.layers.attention import MultiheadAttention, additive_mask, attend, causal_mask
 from zerotoml.testing import assert_matches_torch
 from zerotoml.tree import set_training
@@ -130,7 +129,7 @@ def test_masks_of_the_wrong_length_name_the_lengths():
 
 
 @pytest.mark.parametrize("kind", [None, "bool", "float"])
-def test_fused_path_equals_einsum_path(kind, monkeypatch):
+def test_fast_engine_equals_the_formula(kind):
     g = torch.Generator().manual_seed(3)
     b, h, q, k, d = 2, 3, 4, 6, 5
     qs, ks, vs = (torch.randn(b, h, n, d, generator=g, dtype=f64) for n in (q, k, k))
@@ -139,18 +138,44 @@ def test_fused_path_equals_einsum_path(kind, monkeypatch):
     if mask is not None:
         mask = mask.clone()
         mask[1, :, 2, :] = -math.inf  # one fully masked row: zeros on both paths
-    slow, w = attend(qs, ks, vs, mask, fused=False)
-    fast, none = attend(qs, ks, vs, mask, fused=True)
+    with engine.use("reference"):
+        slow, w = attend(qs, ks, vs, mask, need_weights=False)
+    with engine.use("fast"):
+        fast, none = attend(qs, ks, vs, mask, need_weights=False)
     assert none is None and w is not None
     torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-12)
-    # the module switch: need_weights=False goes through the fused kernel when FUSED is on
+    # the module: need_weights=False is where the fast engine may take over
     module = mha(6, 2)
     x = torch.randn(2, 5, 6, dtype=f64)
     ours = from_torch(module)
-    ref = forward(ours, x, x, x, is_causal=True, need_weights=False)[0]
-    monkeypatch.setattr(kernels, "FUSED", True)
-    torch.testing.assert_close(forward(ours, x, x, x, is_causal=True, need_weights=False)[0], ref,
-                               atol=1e-12, rtol=1e-12)
+    with engine.use("reference"):
+        ref = forward(ours, x, x, x, is_causal=True, need_weights=False)[0]
+    with engine.use("fast"):
+        torch.testing.assert_close(forward(ours, x, x, x, is_causal=True, need_weights=False)[0], ref,
+                                   atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("split", [1, 3])
+@pytest.mark.parametrize("rotary", [False, True])
+def test_past_keys_and_values_continue_the_causal_self_attention(split, rotary):
+    """``past=(K, V)``: the heads of the first ``split`` positions, computed once, then the rest
+    attends to them; the outputs are the rows of the causal self-attention over the whole sequence,
+    and the returned K, V are the whole sequence's. With RoPE, ``offset`` places the new rows."""
+    from zerotoml.transformers import Rotary
+
+    m = from_torch(mha(8, 2, seed=5))
+    x = torch.randn(2, 5, 8, dtype=f64, generator=torch.Generator().manual_seed(4))
+    rope = Rotary.init(8, 4, dtype=f64) if rotary else None  # d_head = 8 / 2
+    full, _ = forward(m, x, x, x, is_causal=True, need_weights=False, rotary=rope)
+    h, d_head = m.W_k.shape[1:]
+    empty = x.new_zeros(2, h, 0, d_head)
+    a, _, past = forward(m, x[:, :split], x[:, :split], x[:, :split], is_causal=True, rotary=rope,
+                         past=(empty, empty))
+    rest = x[:, split:]
+    b, w, (K, V) = forward(m, rest, rest, rest, is_causal=True, rotary=rope, past=past, offset=split)
+    torch.testing.assert_close(torch.cat([a, b], dim=1), full, atol=1e-12, rtol=1e-12)
+    assert K.shape == V.shape == (2, h, 5, d_head) and w.shape == (2, 5 - split, 5)
+    assert torch.all(w[:, 0, split + 1:] == 0)  # the first new query sees the past and itself only
 
 
 def test_dropout_on_the_weights_and_eval_mode():

@@ -117,3 +117,17 @@ def test_unsupported_activation_is_refused():
     layer = nn.TransformerEncoderLayer(D, H, FF, activation=nn.SiLU(), batch_first=True)
     with pytest.raises(NotImplementedError, match="activation SiLU"):
         from_torch(layer)
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post_norm", "pre_norm"])
+def test_a_block_continues_from_past_keys_and_values(norm_first):
+    """``past=(K, V)`` (a KV cache): the block run on the first 2 positions, then on the other 3
+    with their keys and values, gives the rows of the causal forward over all 5."""
+    layer = from_torch(torch_layer(norm_first, "gelu"))
+    x = torch.randn(B, T, D, dtype=f64, generator=torch.Generator().manual_seed(3))
+    full = forward(layer, x, is_causal=True)
+    empty = x.new_zeros(B, H, 0, D // H)
+    a, past = forward(layer, x[:, :2], is_causal=True, past=(empty, empty))
+    b, (K, V) = forward(layer, x[:, 2:], is_causal=True, past=past, offset=2)
+    torch.testing.assert_close(torch.cat([a, b], dim=1), full, atol=1e-12, rtol=1e-12)
+    assert K.shape == V.shape == (B, H, T, D // H)

@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from zerotoml import forward, from_torch, loss
+from zerotoml import engine, forward, from_torch, loss
 from zerotoml.generic import method
+from zerotoml.tree import struct
 from zerotoml.layers.attention import causal_mask
 from zerotoml.transformers.gpt import GPT, KVCache
-from zerotoml.transformers.positional import LearnedPositions
+from zerotoml.transformers.positional import LearnedPositions, add_positions, n_positions, rotary_of
 from zerotoml.testing import assert_matches_torch
 from zerotoml.tree import param_count, params, replace_params, set_training, value_and_grad
 
@@ -99,6 +100,57 @@ def test_kv_cache_equals_the_full_forward(prompt):
         parts.append(z)
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-10, rtol=0)
     assert cache.offset == 10 and cache.k[0].shape == (2, 3, 10, 4) and len(cache.v) == 3
+
+
+def test_kv_cache_under_the_fast_engine_equals_the_reference():
+    """The cached decode asks for no attention weights, so the fast engine runs torch's SDPA there."""
+    m = GPT.init(13, 16, 12, 2, 3, dropout=0.0, positions="rotary", generator=torch.Generator().manual_seed(2),
+                 dtype=f64)
+    idx = torch.randint(0, 13, (2, 6), generator=torch.Generator().manual_seed(3))
+    with engine.use("reference"):
+        full = forward(m, idx)
+    with engine.use("fast"):
+        z, cache = forward(m, idx[:, :4], KVCache.init(m, 2))
+        parts = [z]
+        for i in (4, 5):
+            z, cache = forward(m, idx[:, i:i + 1], cache)
+            parts.append(z)
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-12, rtol=1e-12)
+
+
+@struct
+class NoPositions:
+    """No position encoding at all (NoPE): the causal mask alone tells a decoder where it is."""
+
+    n: int
+
+
+@method
+def add_positions(p: NoPositions, x: torch.Tensor, *, offset: int = 0) -> torch.Tensor:
+    return x
+
+
+@method
+def rotary_of(p: NoPositions) -> None:
+    return None
+
+
+@method
+def n_positions(p: NoPositions) -> int:
+    return p.n
+
+
+def test_a_new_position_type_is_a_new_set_of_methods():
+    m = GPT.init(11, 12, 8, 2, 2, dropout=0.0, generator=torch.Generator().manual_seed(7), dtype=f64)
+    m = GPT(m.wte, NoPositions(12), m.drop, m.blocks, m.ln_f)
+    idx = torch.randint(0, 11, (2, 6), generator=torch.Generator().manual_seed(8))
+    full = forward(m, idx)
+    z, cache = forward(m, idx[:, :5], KVCache.init(m, 2))
+    z, cache = forward(m, idx[:, 5:], cache)
+    torch.testing.assert_close(z[:, 0], full[:, 5], atol=1e-12, rtol=1e-12)
+    assert n_positions(m) == 12 and cache.offset == 6
+    with pytest.raises(ValueError, match="GPT: a sequence of length 13"):
+        forward(m, torch.zeros(1, 13, dtype=torch.long))
 
 
 def test_kv_cache_refuses_to_run_past_the_position_table():

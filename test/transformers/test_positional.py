@@ -10,7 +10,8 @@ from torch import nn
 
 from zerotoml import forward, from_torch
 from zerotoml.generic import method
-from zerotoml.transformers.positional import LearnedPositions, Rotary, SinusoidalEncoding, rope_angles, sinusoidal
+from zerotoml.transformers.positional import (LearnedPositions, Rotary, SinusoidalEncoding, add_positions,
+                                              n_positions, rope_angles, rotary_of, sinusoidal)
 from zerotoml.testing import assert_matches_torch
 
 f64 = torch.float64
@@ -110,3 +111,19 @@ def test_too_long_sequences_name_both_lengths():
         forward(Rotary.init(3, 4, dtype=f64), x)
     with pytest.raises(ValueError, match="d_head=5 must be even"):
         Rotary.init(3, 5)
+
+
+def test_what_a_model_asks_of_its_positions():
+    """add_positions adds a table (or nothing: RoPE enters in the attention, and only the
+    length is checked), rotary_of hands the attention its rotation or None, n_positions is the
+    table's length: one method each per position type."""
+    x = torch.randn(2, 3, 4, dtype=f64)
+    sin, learned, rope = SinusoidalEncoding.init(5, 4, dtype=f64), LearnedPositions.init(6, 4, dtype=f64), \
+        Rotary.init(7, 4, dtype=f64)
+    for p in (sin, learned):
+        torch.testing.assert_close(add_positions(p, x, offset=2), forward(p, x, offset=2), atol=0, rtol=0)
+        assert rotary_of(p) is None
+    assert add_positions(rope, x, offset=4) is x and rotary_of(rope) is rope
+    assert (n_positions(sin), n_positions(learned), n_positions(rope)) == (5, 6, 7)
+    with pytest.raises(ValueError, match=r"Rotary: a sequence of length 3 at offset 5 .* n_positions=7"):
+        add_positions(rope, x, offset=5)

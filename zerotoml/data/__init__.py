@@ -4,6 +4,7 @@ Loaders return plain tensors or (images, labels) tuples. Note: notes/data.md."""
 from .common import DataFormatError, images_to_float, cache_dir, download
 from .text import shakespeare, shakespeare_plays, strip_play, read_text
 from .batches import Batches
+from .windows import Windows, blocks, next_token_windows
 from .idx import read_idx, write_idx, read_idx_pair, fashion_mnist, mnist, FASHION_MNIST_CLASSES
 from .cifar import cifar10, read_cifar_python, read_cifar_binary, CIFAR10_CLASSES
 from .digits import digits

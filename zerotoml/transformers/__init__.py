@@ -1,5 +1,5 @@
 """Transformers: positional encodings, encoder, decoder, generation, tokenizers. Note: notes/README.md"""
-from .positional import sinusoidal, SinusoidalEncoding, LearnedPositions, Rotary
+from .positional import sinusoidal, SinusoidalEncoding, LearnedPositions, Rotary, add_positions, rotary_of, n_positions
 from .encoder import EncoderLayer, Encoder
 from .decoder import DecoderLayer, Decoder
 from .encoder_decoder import Transformer, EncoderDecoder, encode, decode

@@ -21,7 +21,7 @@ from ..losses import cross_entropy
 from ..shapes import Float, Int, Tensor
 from ..tree import struct
 from .encoder import Encoder, EncoderLayer
-from .positional import LearnedPositions
+from .positional import LearnedPositions, n_positions
 
 __all__ = ["BERT", "hidden_states", "mlm_head", "mask_tokens", "masked_accuracy", "truncated_normal", "IGNORE"]
 
@@ -185,3 +185,9 @@ def mask_tokens(ids: Int[Tensor, "b t"], *, mask_id: int, vocab_size: int, p: fl
     inputs = torch.where(to_mask, torch.full_like(ids, mask_id), torch.where(to_random, random_ids, ids))
     labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
     return inputs, labels
+
+
+@method
+def n_positions(m: BERT) -> int:
+    """The longest input it reads: the rows of its position table."""
+    return n_positions(m.position_embeddings)

@@ -74,13 +74,13 @@ def forward(m: DecoderLayer, tgt: Float[Tensor, "b t d_model"], memory: Float[Te
     if m.norm_first:
         # x + Sublayer(LayerNorm(x)), three times                      (pre-norm)
         x = x + self_attention(m.self_attn, m.dropout1, forward(m.norm1, x), tgt_mask, tgt_key_padding_mask,
-                               tgt_is_causal, g)
+                               tgt_is_causal, g)[0]
         x = x + _cross_attention(m, forward(m.norm2, x), memory, memory_mask, memory_key_padding_mask,
                                  memory_is_causal, g)
         return x + feed_forward(m, forward(m.norm3, x), m.dropout3, g)
     # LayerNorm(x + Sublayer(x)), three times                          (§3.1, post-norm)
     x = forward(m.norm1, x + self_attention(m.self_attn, m.dropout1, x, tgt_mask, tgt_key_padding_mask,
-                                            tgt_is_causal, g))
+                                            tgt_is_causal, g)[0])
     x = forward(m.norm2, x + _cross_attention(m, x, memory, memory_mask, memory_key_padding_mask,
                                               memory_is_causal, g))
     return forward(m.norm3, x + feed_forward(m, x, m.dropout3, g))

@@ -10,7 +10,7 @@ import torch
 
 from ..generic import forward, from_torch, method
 from ..layers.activation import GELU, ReLU, activation as activation_layer
-from ..layers.attention import MultiheadAttention
+from ..layers.attention import KV, MultiheadAttention, Past
 from ..layers.dropout import Dropout
 from ..layers.linear import Linear
 from ..layers.norm import LayerNorm
@@ -51,11 +51,14 @@ class EncoderLayer:
 
 
 def self_attention(attn: MultiheadAttention, drop: Dropout, x: Tensor, mask: Tensor | None,
-                   key_padding_mask: Tensor | None, is_causal: bool, generator, rotary=None) -> Tensor:
-    """The attention sub-layer before its residual sum: ``Dropout(MultiHead(x, x, x))``."""
-    y, _ = forward(attn, x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask, need_weights=False,
-                   is_causal=is_causal, generator=generator, rotary=rotary)
-    return forward(drop, y, generator=generator)
+                   key_padding_mask: Tensor | None, is_causal: bool, generator, rotary=None,
+                   past: Past | None = None, offset: int = 0) -> tuple[Tensor, KV | None]:
+    """The attention sub-layer before its residual sum, ``Dropout(MultiHead(x, x, x))``, and the
+    keys and values so far when given the ``past`` ones (else None)."""
+    y, _, *present = forward(attn, x, x, x, attn_mask=mask, key_padding_mask=key_padding_mask,
+                             need_weights=False, is_causal=is_causal, generator=generator, rotary=rotary,
+                             past=past, offset=offset)
+    return forward(drop, y, generator=generator), (present[0] if present else None)
 
 
 def feed_forward(m, x: Tensor, drop: Dropout, generator) -> Tensor:
@@ -69,18 +72,26 @@ def feed_forward(m, x: Tensor, drop: Dropout, generator) -> Tensor:
 @method
 def forward(m: EncoderLayer, src: Float[Tensor, "b t d_model"], *, src_mask: Tensor | None = None,
             src_key_padding_mask: Tensor | None = None, is_causal: bool = False,
-            generator: torch.Generator | None = None, rotary: object | None = None) -> Float[Tensor, "b t d_model"]:
-    """``rotary``: RoPE on the queries and keys of the self-attention (see MultiheadAttention)."""
+            generator: torch.Generator | None = None, rotary: object | None = None, past: Past | None = None,
+            offset: int = 0) -> Float[Tensor, "b t d_model"] | tuple[Float[Tensor, "b t d_model"], KV]:
+    """``rotary``: RoPE on the queries and keys of the self-attention, ``offset`` the position of
+    the first token of ``src``. ``past = (K, V)``: the self-attention's keys and values of the
+    positions before ``src`` (a KV cache, see MultiheadAttention); then the block returns
+    ``(output, (K, V))``, the keys and values of every position so far."""
     x = src
+    attention = lambda h: self_attention(m.self_attn, m.dropout1, h, src_mask, src_key_padding_mask,  # noqa: E731
+                                         is_causal, generator, rotary, past, offset)
     if m.norm_first:
         # x + Sublayer(LayerNorm(x))                                  (pre-norm, GPT-2)
-        x = x + self_attention(m.self_attn, m.dropout1, forward(m.norm1, x), src_mask, src_key_padding_mask,
-                               is_causal, generator, rotary)
-        return x + feed_forward(m, forward(m.norm2, x), m.dropout2, generator)
-    # LayerNorm(x + Sublayer(x))                                      (§3.1, post-norm)
-    x = forward(m.norm1, x + self_attention(m.self_attn, m.dropout1, x, src_mask, src_key_padding_mask,
-                                            is_causal, generator, rotary))
-    return forward(m.norm2, x + feed_forward(m, x, m.dropout2, generator))
+        a, present = attention(forward(m.norm1, x))
+        x = x + a
+        x = x + feed_forward(m, forward(m.norm2, x), m.dropout2, generator)
+    else:
+        # LayerNorm(x + Sublayer(x))                                  (§3.1, post-norm)
+        a, present = attention(x)
+        x = forward(m.norm1, x + a)
+        x = forward(m.norm2, x + feed_forward(m, x, m.dropout2, generator))
+    return x if past is None else (x, present)
 
 
 @struct

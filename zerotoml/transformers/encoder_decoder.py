@@ -21,7 +21,7 @@ from ..shapes import Float, Int, Tensor
 from ..tree import struct
 from .decoder import Decoder
 from .encoder import Encoder
-from .positional import SinusoidalEncoding
+from .positional import SinusoidalEncoding, n_positions
 
 __all__ = ["Transformer", "EncoderDecoder", "encode", "decode"]
 
@@ -152,3 +152,9 @@ def loss(m: EncoderDecoder, src: Int[Tensor, "b s"], tgt_in: Int[Tensor, "b t"],
                 tgt_key_padding_mask=tgt_key_padding_mask, generator=generator)
     return cross_entropy(rearrange(z, "b t vocab -> (b t) vocab"), rearrange(tgt_out, "b t -> (b t)"),
                          ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+
+@method
+def n_positions(m: EncoderDecoder) -> int:
+    """The longest source or target it reads: the rows of its position table."""
+    return n_positions(m.positions)

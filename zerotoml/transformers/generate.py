@@ -148,7 +148,7 @@ def generate(model: GPT, idx: Int[Tensor, "b t"], max_new_tokens: int, *, temper
 
 def _seq2seq_checks(model: EncoderDecoder, src: Tensor, max_len: int, bos: int, eos: int, who: str) -> None:
     src_table = model.tgt_embed if model.src_embed is None else model.src_embed
-    vocab, n_pos = model.tgt_embed.W.shape[0], model.positions.table.shape[0]
+    vocab, n_pos = model.tgt_embed.W.shape[0], n_positions(model)
     _check_ids("src", src, src_table.W.shape[0], "source token ids", who)
     _check_count("max_len", max_len, who)
     for name, v in (("bos", bos), ("eos", eos)):

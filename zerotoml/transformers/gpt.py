@@ -15,7 +15,7 @@ from einops import rearrange
 from ..einsum import einsum
 from ..generic import forward, loss, method
 from ..layers.activation import GELU
-from ..layers.attention import MultiheadAttention, attend, causal_mask, heads, merge_heads
+from ..layers.attention import MultiheadAttention
 from ..layers.dropout import Dropout
 from ..layers.embedding import Embedding
 from ..layers.linear import Linear
@@ -23,8 +23,8 @@ from ..layers.norm import LayerNorm
 from ..losses import cross_entropy
 from ..shapes import Float, Int, Tensor
 from ..tree import buffer, struct
-from .encoder import EncoderLayer, feed_forward
-from .positional import LearnedPositions, Rotary, _check_length
+from .encoder import EncoderLayer
+from .positional import LearnedPositions, Rotary, _check_length, add_positions, n_positions, rotary_of
 
 __all__ = ["GPT", "KVCache", "n_positions"]
 
@@ -34,7 +34,7 @@ class GPT:
     """A GPT block is a pre-norm `EncoderLayer` run with a causal mask."""
 
     wte: Embedding              # "vocab d_model": token table, and the LM head (tied)
-    wpe: LearnedPositions | Rotary  # "n_positions d_model" added to the input, or RoPE in every block
+    wpe: LearnedPositions | Rotary  # added to the input, or RoPE in every block (add_positions, rotary_of)
     drop: Dropout               # on token + position embeddings
     blocks: list[EncoderLayer]  # norm_first=True
     ln_f: LayerNorm
@@ -98,22 +98,16 @@ class KVCache:
 
 
 def _embed(m: GPT, idx: Tensor, offset: int, generator) -> Tensor:
+    _check_length("GPT", offset, idx.shape[1], n_positions(m))
     # h_0 = U W_e + W_p                                                (GPT-1 eq. 2; GPT-2 adds dropout)
-    x = forward(m.wte, idx)
-    if isinstance(m.wpe, Rotary):  # positions enter in the attention instead
-        _check_length("GPT", offset, idx.shape[1], m.wpe.cos.shape[0])
-    else:
-        x = forward(m.wpe, x, offset=offset)
+    x = add_positions(m.wpe, forward(m.wte, idx), offset=offset)  # RoPE: nothing added, see rotary_of
     return forward(m.drop, x, generator=generator)
 
 
+@method
 def n_positions(m: GPT) -> int:
-    """The context length: the rows of the position table (learned or rotary)."""
-    return m.wpe.cos.shape[0] if isinstance(m.wpe, Rotary) else m.wpe.table.W.shape[0]
-
-
-def _rotary(m: GPT) -> Rotary | None:
-    return m.wpe if isinstance(m.wpe, Rotary) else None
+    """The context length: the positions of its table (learned or rotary)."""
+    return n_positions(m.wpe)
 
 
 def _logits(m: GPT, x: Tensor) -> Tensor:
@@ -127,7 +121,8 @@ def forward(m: GPT, idx: Int[Tensor, "b t"], *, generator: torch.Generator | Non
     """Next-token logits at every position, all positions at once (causal self-attention)."""
     x = _embed(m, idx, 0, generator)
     for block in m.blocks:
-        x = forward(block, x, is_causal=True, generator=generator, rotary=_rotary(m))
+        # h_l = transformer_block(h_{l−1})
+        x = forward(block, x, is_causal=True, generator=generator, rotary=rotary_of(m.wpe))
     return _logits(m, x)
 
 
@@ -136,29 +131,19 @@ def forward(m: GPT, idx: Int[Tensor, "b t"], cache: KVCache, *, generator: torch
             ) -> tuple[Float[Tensor, "b t vocab"], KVCache]:
     """Logits for ``idx`` at positions ``cache.offset ..``, attending to the cached keys and
     values too; returns ``(logits, updated cache)``. Same numbers as the full forward."""
-    t = idx.shape[1]
     if cache.k and cache.k[0].shape[0] != idx.shape[0]:
         raise ValueError(f"GPT: argument `idx` has batch {idx.shape[0]} but the cache holds batch "
                          f"{cache.k[0].shape[0]}")
     x = _embed(m, idx, cache.offset, generator)
     ks, vs = [], []
-    for block, k_past, v_past in zip(m.blocks, cache.k, cache.v, strict=True):
-        a = block.self_attn
-        h = forward(block.norm1, x)
-        # the new rows of K and V are appended to the cached ones
-        q, k_new = heads(h, a.W_q, a.b_q), heads(h, a.W_k, a.b_k)
-        if _rotary(m) is not None:  # the new rows sit at positions offset .. offset + t − 1
-            q, k_new = forward(m.wpe, q, offset=cache.offset), forward(m.wpe, k_new, offset=cache.offset)
-        k = torch.cat([k_past, k_new], dim=2)
-        v = torch.cat([v_past, heads(h, a.W_v, a.b_v)], dim=2)
-        # new query i sits at position offset + i and sees keys 0 .. offset + i
-        o, _ = attend(q, k, v, causal_mask(t, k.shape[2], device=idx.device), dropout=a.dropout,
-                      generator=generator)
-        x = x + forward(block.dropout1, merge_heads(o, a.W_o, a.b_o), generator=generator)
-        x = x + feed_forward(block, forward(block.norm2, x), block.dropout2, generator)
+    for block, k, v in zip(m.blocks, cache.k, cache.v, strict=True):
+        # the same block, its new keys and values appended to the cached ones; new query i sits at
+        # position offset + i and sees keys 0 .. offset + i (the causal mask aligned at the bottom right)
+        x, (k, v) = forward(block, x, is_causal=True, generator=generator, rotary=rotary_of(m.wpe),
+                            past=(k, v), offset=cache.offset)
         ks.append(k)
         vs.append(v)
-    return _logits(m, x), KVCache(ks, vs, cache.offset + t)
+    return _logits(m, x), KVCache(ks, vs, cache.offset + idx.shape[1])
 
 
 @method

@@ -2,7 +2,10 @@
 (RoPE, Su et al. 2021, arXiv:2104.09864). Note: notes/transformers.md#positions.
 
 Each takes an ``offset``: the position of the first token of ``x``, so that a decoder with a
-KV cache can encode token ``t`` alone at position ``t``.
+KV cache can encode token ``t`` alone at position ``t``. A model asks its positions through
+three generic functions, so that a new kind of positions is a new set of methods:
+`add_positions` (the table added to the token embeddings, or nothing), `rotary_of` (the
+rotation the attention applies to queries and keys, or None) and `n_positions`.
 """
 
 from __future__ import annotations
@@ -11,12 +14,29 @@ import torch
 from einops import rearrange
 
 from ..einsum import einsum
-from ..generic import forward, method
+from ..generic import forward, generic, method
 from ..layers.embedding import Embedding
 from ..shapes import Float, Tensor
 from ..tree import buffer, struct
 
-__all__ = ["sinusoidal", "SinusoidalEncoding", "LearnedPositions", "Rotary", "rope_angles"]
+__all__ = ["sinusoidal", "SinusoidalEncoding", "LearnedPositions", "Rotary", "rope_angles", "add_positions",
+           "rotary_of", "n_positions"]
+
+
+@generic
+def add_positions(positions, x, *, offset=0):
+    """The token embeddings ``x`` ("b t d_model") with the positions ``offset .. offset + t − 1``
+    in them: a table added, or ``x`` itself where the positions enter in the attention."""
+
+
+@generic
+def rotary_of(positions):
+    """The rotation the attention applies to its queries and keys (a `Rotary`), or None."""
+
+
+@generic
+def n_positions(m):
+    """The context length: the positions an encoding (or a model's) has."""
 
 
 def _check_length(who: str, offset: int, t: int, n_positions: int) -> None:
@@ -56,7 +76,7 @@ class SinusoidalEncoding:
 def forward(m: SinusoidalEncoding, x: Float[Tensor, "b t d_model"], *, offset: int = 0
             ) -> Float[Tensor, "b t d_model"]:
     t = x.shape[1]
-    _check_length("SinusoidalEncoding", offset, t, m.table.shape[0])
+    _check_length("SinusoidalEncoding", offset, t, n_positions(m))
     # x + PE(pos)   for pos = offset .. offset + t - 1
     return x + m.table[offset:offset + t]
 
@@ -82,7 +102,7 @@ class LearnedPositions:
 def forward(m: LearnedPositions, x: Float[Tensor, "b t d_model"], *, offset: int = 0
             ) -> Float[Tensor, "b t d_model"]:
     t = x.shape[1]
-    _check_length("LearnedPositions", offset, t, m.table.W.shape[0])
+    _check_length("LearnedPositions", offset, t, n_positions(m))
     # h_0 = U W_e + W_p: the rows of positions offset .. offset + t − 1, a slice of the table
     return x + m.table.W[offset:offset + t]
 
@@ -125,7 +145,7 @@ class Rotary:
 def forward(m: Rotary, x: Float[Tensor, "*batch t d_head"], *, offset: int = 0) -> Float[Tensor, "*batch t d_head"]:
     """``R^d_{Θ,m} x`` for the position ``m = offset + index`` of each row of ``x``."""
     t = x.shape[-2]
-    _check_length("Rotary", offset, t, m.cos.shape[0])
+    _check_length("Rotary", offset, t, n_positions(m))
     c, s = m.cos[offset:offset + t], m.sin[offset:offset + t]
     pairs = "(half two)" if m.interleaved else "(two half)"
     xp = rearrange(x, f"... t {pairs} -> ... t half two", two=2)
@@ -133,3 +153,44 @@ def forward(m: Rotary, x: Float[Tensor, "*batch t d_head"], *, offset: int = 0) 
     R = rearrange([c, -s, s, c], "(r col) t half -> t half r col", r=2)
     y = einsum(R, xp, "t half r col, ... t half col -> ... t half r")
     return rearrange(y, f"... t half two -> ... t {pairs}")
+
+
+# ------------------------------------------------- what a model asks of its positions
+
+
+@method
+def add_positions(p: SinusoidalEncoding | LearnedPositions, x: Float[Tensor, "b t d_model"], *, offset: int = 0
+                  ) -> Float[Tensor, "b t d_model"]:
+    return forward(p, x, offset=offset)
+
+
+@method
+def add_positions(p: Rotary, x: Float[Tensor, "b t d_model"], *, offset: int = 0) -> Float[Tensor, "b t d_model"]:
+    """Nothing is added (the attention rotates q and k instead); only the length is checked."""
+    _check_length("Rotary", offset, x.shape[1], n_positions(p))
+    return x
+
+
+@method
+def rotary_of(p: SinusoidalEncoding | LearnedPositions) -> None:
+    return None
+
+
+@method
+def rotary_of(p: Rotary) -> Rotary:
+    return p
+
+
+@method
+def n_positions(m: SinusoidalEncoding) -> int:
+    return m.table.shape[0]
+
+
+@method
+def n_positions(m: LearnedPositions) -> int:
+    return m.table.W.shape[0]
+
+
+@method
+def n_positions(m: Rotary) -> int:
+    return m.cos.shape[0]
