@@ -156,24 +156,10 @@ def _uniform(shape: tuple[int, ...], n_bias: int, bias: bool, generator, device,
 # ------------------------------------------------------------------ from_torch
 
 
-def _conv_from_torch(module) -> Conv:
+@method
+def from_torch(module: torch.nn.Conv1d | torch.nn.Conv2d | torch.nn.Conv3d) -> Conv:
     if module.padding_mode != "zeros":
         raise NotImplementedError(f"from_torch({type(module).__name__}): padding_mode={module.padding_mode!r}; "
                                   f"only 'zeros' is supported")
     b = None if module.bias is None else module.bias.detach().clone()
     return Conv(module.weight.detach().clone(), b, module.stride, module.padding, module.dilation, module.groups)
-
-
-@method
-def from_torch(module: torch.nn.Conv1d) -> Conv:
-    return _conv_from_torch(module)
-
-
-@method
-def from_torch(module: torch.nn.Conv2d) -> Conv:  # noqa: F811
-    return _conv_from_torch(module)
-
-
-@method
-def from_torch(module: torch.nn.Conv3d) -> Conv:  # noqa: F811
-    return _conv_from_torch(module)

@@ -135,25 +135,12 @@ def _output_padding_for_size(m: ConvTranspose, x: Tensor, output_size) -> tuple[
     return tuple(a)
 
 
-def _conv_transpose_from_torch(module) -> ConvTranspose:
+@method
+def from_torch(module: torch.nn.ConvTranspose1d | torch.nn.ConvTranspose2d
+               | torch.nn.ConvTranspose3d) -> ConvTranspose:
     if module.padding_mode != "zeros":
         raise NotImplementedError(f"from_torch({type(module).__name__}): padding_mode={module.padding_mode!r}; "
                                   f"only 'zeros' is supported")
     b = None if module.bias is None else module.bias.detach().clone()
     return ConvTranspose(module.weight.detach().clone(), b, module.stride, module.padding,
                          module.output_padding, module.dilation, module.groups)
-
-
-@method
-def from_torch(module: torch.nn.ConvTranspose1d) -> ConvTranspose:
-    return _conv_transpose_from_torch(module)
-
-
-@method
-def from_torch(module: torch.nn.ConvTranspose2d) -> ConvTranspose:  # noqa: F811
-    return _conv_transpose_from_torch(module)
-
-
-@method
-def from_torch(module: torch.nn.ConvTranspose3d) -> ConvTranspose:  # noqa: F811
-    return _conv_transpose_from_torch(module)
