@@ -6,10 +6,10 @@ import sys
 import pytest
 import torch
 
+from zerotoml.engine.memory import keep_freed_memory
 from zerotoml.devices import (
     available_devices,
     describe_device,
-    keep_freed_memory,
     pick_device,
     synchronize,
 )
@@ -47,9 +47,11 @@ def test_keep_freed_memory_stops_the_page_faults_of_a_repeated_large_block():
     if not keep_freed_memory():
         pytest.skip("no glibc mallopt here")
     torch.empty(1 << 22).fill_(1.0)  # the first time, fresh pages
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
-        torch.empty(1 << 22).fill_(1.0)  # 16 MB written, freed
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    # glibc's default faults in all 10 blocks (40,960 pages); kept, the heap grows at most once
+    trials = []
+    for _ in range(3):  # (the least of three: another thread's allocations may move the heap's top once)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(10):
+            torch.empty(1 << 22).fill_(1.0)  # 16 MB written, freed
+        trials.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults = min(trials)
     assert faults < 2 * 4096, f"{faults} page faults for 10 reuses of a 16 MB block"

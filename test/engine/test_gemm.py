@@ -396,24 +396,6 @@ def test_einsum_of_a_linear_layer_equals_torch_einsum(pattern, sw, plus):
 # 8. ZEROTOML_GEMM
 
 
-@pytest.mark.parametrize("value,engine", [(None, "onednn"), ("", "onednn"), ("torch", "torch"),
-                                          (" ONEDNN ", "onednn"), ("Torch", "torch")])
-def test_read_engine(monkeypatch, value, engine):
-    if value is None:
-        monkeypatch.delenv("ZEROTOML_GEMM", raising=False)
-    else:
-        monkeypatch.setenv("ZEROTOML_GEMM", value)
-    assert gemm._read_engine() == engine
-
-
-@pytest.mark.parametrize("value", ["mkl", "onednn2", "cuda"])
-def test_a_bad_engine_raises_naming_the_variable(monkeypatch, value):
-    monkeypatch.setenv("ZEROTOML_GEMM", value)
-    with pytest.raises(ValueError, match="ZEROTOML_GEMM") as caught:
-        gemm._read_engine()
-    assert repr(value) in str(caught.value)
-
-
 # biases that oneDNN's inner product does not take as they are: a strided one is made
 # contiguous, one broadcast from a single entry goes to torch.addmm
 

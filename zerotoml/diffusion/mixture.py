@@ -19,6 +19,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..layers.activation import softmax
 from ..shapes import Float
 from ..tree import struct
 
@@ -54,7 +55,7 @@ class GaussianMixture:
     def score(self, x: Float[Tensor, "n d"]) -> Float[Tensor, "n d"]:
         """∇_x log p(x) = Σ_k r_k(x) Σ_k⁻¹ (μ_k − x), r_k the posterior weight of component k."""
         comps = torch.distributions.MultivariateNormal(self.means, covariance_matrix=self.covs)
-        r = torch.softmax(comps.log_prob(x[:, None, :]) + torch.log(self.weights), dim=1)  # (n, k)
+        r = softmax(comps.log_prob(x[:, None, :]) + torch.log(self.weights), dim=1)  # (n, k)
         diff = self.means[None] - x[:, None, :]  # (n, k, d)
         pull = torch.linalg.solve(self.covs[None], diff[..., None])[..., 0]  # Σ_k⁻¹ (μ_k − x)
         return torch.einsum("nk,nkd->nd", r, pull)
