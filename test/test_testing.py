@@ -1,4 +1,5 @@
-"""The level-3 comparison helper must pass the right twin and catch wrong ones."""
+"""The level-3 comparison helper, zerotoml/testing.py (notes/layers.md#validation), must pass
+the right twin and catch wrong ones."""
 
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """The training loop: zerotoml/train.py and zerotoml/devices.py (notes/training.md)."""
 
-import json
 import math
 import os
 import runpy
@@ -21,7 +20,7 @@ from zerotoml.data.digits import digits
 from zerotoml.devices import available_devices, pick_device
 from zerotoml.layers import MLP
 from zerotoml.optim import Adam, AdamW, Cosine
-from zerotoml.train import NonFiniteLossError, RunExistsError, read_metrics, train
+from zerotoml.train import NonFiniteLossError, read_metrics, train
 from zerotoml.weights import state_dict
 
 
@@ -151,21 +150,6 @@ def test_nan_loss_raises_naming_the_step():
     with pytest.raises(NonFiniteLossError, match=r"the loss is nan at step 6 ") as e:
         train(model, opt, Batches((x, y), 1, shuffle=False), steps=10, progress=False)
     assert e.value.step == 6
-
-
-def test_run_folder_holds_metrics_config_checkpoints_and_curve(tmp_path):
-    model, opt, data = setup()
-    r = train(model, opt, data, steps=12, out=tmp_path, checkpoint_every=5, log_every=2, eval_every=6,
-              eval_fn=lambda m: loss(m, *data.tensors).item(), **dict(KW, plot=True))
-    assert read_metrics(tmp_path / "metrics.jsonl") == json.loads(json.dumps(r.history))
-    assert [r_["step"] for r_ in r.history if r_["kind"] == "eval"] == [6, 12]
-    assert "val_loss" in r.history[-1]
-    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [5, 10, 12]
-    assert json.loads((tmp_path / "run.json").read_text())["params"] == 5 * 12 + 12 + 12 * 3 + 3
-    png = (tmp_path / "loss_curve.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    with pytest.raises(RunExistsError, match="already holds a run .*pass resume=True"):
-        train(*setup(), steps=12, out=tmp_path, progress=False)
 
 
 def test_eval_sees_the_model_in_eval_mode():

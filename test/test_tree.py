@@ -1,4 +1,6 @@
-"""Dataclasses as pytrees: zerotoml/tree.py (notes/dispatch.md#types-are-data)."""
+"""Dataclasses as pytrees: zerotoml/tree.py (notes/dispatch.md#trees-parameters-buffers-and-static-fields)."""
+
+from collections import namedtuple
 
 import pytest
 import torch
@@ -11,7 +13,9 @@ from zerotoml.tree import (
     buffer,
     buffers,
     grad,
+    map_tensors,
     named_params,
+    named_tensors,
     param_count,
     params,
     replace_params,
@@ -109,3 +113,28 @@ def test_set_training_flips_every_mode_field():
     net = make_net()
     ev = set_training(net, False)
     assert ev.stats.training is False and net.stats.training is True
+
+
+Point = namedtuple("Point", "t n")
+
+
+@struct
+class Holder:
+    """Tensors in a dict, a tuple holding a namedtuple, and a struct in a buffer field."""
+
+    by_name: dict
+    pair: tuple
+    inner: Stats = buffer()
+
+
+def test_one_walk_names_kinds_and_rebuilds_every_container():
+    h = Holder({"a": torch.ones(1)}, (torch.ones(2), Point(torch.ones(3), 1)), make_net().stats)
+    assert [(n, k) for n, _, k in named_tensors(h)] == [
+        ("by_name.a", "param"), ("pair.0", "param"), ("pair.1.0", "param"),
+        ("inner.w", "buffer"), ("inner.running", "buffer"), ("inner.count", "buffer")]
+    assert [id(t) for t in params(h)] == [id(h.by_name["a"]), id(h.pair[0]), id(h.pair[1].t)]
+    doubled = map_tensors(lambda t, k: t * 2, h, kind="buffer")
+    assert doubled.by_name["a"] is h.by_name["a"] and type(doubled.pair[1]) is Point and doubled.pair[1].n == 1
+    assert doubled.inner.w.tolist() == [2.0, 2.0] and h.inner.w.tolist() == [1.0, 1.0]
+    off = set_training(h, False)
+    assert off.inner.training is False and h.inner.training is True and off.inner.eps == h.inner.eps

@@ -20,7 +20,8 @@ a temporary name, each file fsynced, then renamed into place, so a kill at any
 moment leaves either the whole checkpoint or none of it. Loading checks the hash,
 the format, the model and optimizer types, static fields, names, shapes and dtypes,
 and refuses anything else with a `CheckpointError` naming the file; it never
-writes. No pickle anywhere.
+writes. No pickle anywhere. The generators' states are read and restored by
+`zerotoml.rng` (re-exported here).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
 import time
@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from .rng import rng_state, set_rng_state
 from .weights import CheckpointError, load_state_dict, read_safetensors, state_dict, static_config, type_name
 
 __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "list_checkpoints",
@@ -60,51 +61,6 @@ class Checkpoint:
     data_state: dict | None
     rng: dict[str, Any]  # pass to set_rng_state
     extra: dict[str, Any]
-
-
-# ------------------------------------------------------------------------ RNG
-
-
-def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The states of every random number generator: (tensors, JSON-able rest)."""
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i in range(torch.cuda.device_count()):
-            tensors[f"rng.cuda.{i}"] = torch.cuda.get_rng_state(i)
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        tensors["rng.mps"] = torch.mps.get_rng_state()
-    v, internal, gauss = random.getstate()
-    rest: dict[str, Any] = {"python": [v, list(internal), gauss]}
-    try:
-        import numpy as np
-
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        rest["numpy"] = [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-    except ImportError:  # numpy is optional for the loop
-        pass
-    return tensors, rest
-
-
-def set_rng_state(rng: dict[str, Any]) -> None:
-    """Restore the generators saved by `rng_state` (``{"tensors": ..., "json": ...}``)."""
-    tensors, rest = rng["tensors"], rng["json"]
-    torch.set_rng_state(tensors["rng.torch"])
-    for name, t in tensors.items():
-        if name.startswith("rng.cuda.") and torch.cuda.is_available():
-            i = int(name.rsplit(".", 1)[1])
-            if i < torch.cuda.device_count():
-                torch.cuda.set_rng_state(t, i)
-        elif name == "rng.mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            torch.mps.set_rng_state(t)
-    if "python" in rest:
-        v, internal, gauss = rest["python"]
-        random.setstate((v, tuple(internal), gauss))
-    if "numpy" in rest:
-        import numpy as np
-
-        name, keys, pos, has_gauss, cached = rest["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
 # ---------------------------------------------------------------------- write

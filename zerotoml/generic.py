@@ -1,10 +1,12 @@
 """Generic functions and the `method` decorator that adds methods to them.
 
+Note: notes/dispatch.md#the-pieces.
+
 zerotoml keeps Julia's shape: models are plain data (dataclasses of tensors) and
 behaviour is a small set of generic functions -- `forward`, `loss`, `step`,
 `from_torch`, ... -- that dispatch on the types of their positional arguments
 with one plum `Dispatcher`. A new model adds methods; it never edits a shared
-``if isinstance`` chain. See notes/dispatch.md for the why and the measurements.
+``if isinstance`` chain.
 
     @method
     def forward(m: Linear, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_out"]:
@@ -13,9 +15,10 @@ with one plum `Dispatcher`. A new model adds methods; it never edits a shared
 `method` hands plum the signature with every jaxtyping type replaced by its array
 type and without the return annotation, so plum dispatches on model types only
 and stays cached. When shape checks are on (``ZEROTOML_CHECKS``, default on) the
-body runs inside one jaxtyping memo in which, in this order, the annotated tensor
-fields of every dataclass argument, the annotated arguments and the return value
-are checked, so ``Linear.W: "d_in d_out"`` is tied to ``x: "*batch d_in"``.
+body runs inside `zerotoml.checks.checked`: one jaxtyping memo in which, in this
+order, the annotated tensor fields of every dataclass argument, the annotated
+arguments and the return value are checked, so ``Linear.W: "d_in d_out"`` is tied
+to ``x: "*batch d_in"``.
 
 Dispatch is on positional arguments (as in plum and Julia); options are
 keyword-only arguments (``*, key_padding_mask=None``) and take no part in it.
@@ -23,21 +26,17 @@ keyword-only arguments (``*, key_padding_mask=None``) and take no part in it.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import sys
 import types
 import typing
 from typing import Any, Callable
 
-import torch
-from beartype import BeartypeConf
-from beartype.door import is_bearable
-from jaxtyping import jaxtyped
 from plum import Dispatcher, Function
 
 from . import shapes
-from .shapes import is_array_hint, strip
+from .checks import CheckError, DeviceError, DTypeError, ShapeError, call_name, checked, type_label
+from .shapes import strip
 
 __all__ = [
     "CheckError",
@@ -61,25 +60,6 @@ __all__ = [
 dispatch = Dispatcher()
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class CheckError(TypeError):
-    """A value did not match its annotation (shape, dtype category or type)."""
-
-
-class ShapeError(CheckError):
-    """A tensor's shape did not match its jaxtyping annotation."""
-
-
-class DTypeError(CheckError):
-    """Floating tensors of one call do not share one dtype."""
-
-
-class DeviceError(CheckError):
-    """Tensors of one call do not live on one device."""
-
-
 class NoMethodError(TypeError):
     """A generic function has no method for the types it was called with."""
 
@@ -87,14 +67,6 @@ class NoMethodError(TypeError):
 # ------------------------------------------------------------- generic functions
 
 _registry: dict[str, list[str]] = {}  # name -> human-readable list of methods
-
-
-def _type_name(t: Any) -> str:
-    return getattr(t, "__name__", None) or repr(t)
-
-
-def _arg_types(args: tuple) -> str:
-    return ", ".join(type(a).__name__ for a in args)
 
 
 def generic(f: Callable) -> Function:
@@ -112,7 +84,7 @@ def generic(f: Callable) -> Function:
     def no_method(*args: object, **kwargs: object):
         known = "\n  ".join(_registry[name]) or "(none yet)"
         raise NoMethodError(
-            f"{name}({_arg_types(args)}) has no method for these argument types.\n"
+            f"{call_name(name, args)} has no method for these argument types.\n"
             f"Methods of {name}:\n  {known}"
         )
 
@@ -160,178 +132,7 @@ def from_torch(module, **options):
     """The zerotoml twin of a torch.nn module, with the same weights, dtype, device and mode."""
 
 
-# ---------------------------------------------------------------------- checking
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        dtype = str(value.dtype).removeprefix("torch.")
-        shape = ", ".join(str(s) for s in value.shape)
-        return f"{dtype}[{shape}] on {value.device}"
-    return type(value).__name__
-
-
-def _hint_name(hint: Any) -> str:
-    if is_array_hint(hint):
-        dtype = hint.__name__.split("[", 1)[0].removeprefix("jaxtyping.")
-        return f"{dtype}[{_type_name(hint.array_type)}, {hint.dim_str!r}]"
-    if hint is type(None):
-        return "None"
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_hint_name(a) for a in args)
-    if args:
-        return f"{_type_name(origin)}[{', '.join(_hint_name(a) for a in args)}]"
-    return _type_name(hint)
-
-
-def _contains_array(hint: Any) -> bool:
-    if is_array_hint(hint):
-        return True
-    return any(_contains_array(a) for a in typing.get_args(hint))
-
-
-_field_hint_cache: dict[type, tuple[tuple[str, Any], ...]] = {}
-
-
-def _field_hints(cls: type) -> tuple[tuple[str, Any], ...]:
-    """The annotated tensor fields of a dataclass type, cached per type."""
-    try:
-        return _field_hint_cache[cls]
-    except KeyError:
-        pass
-    out: tuple[tuple[str, Any], ...] = ()
-    if dataclasses.is_dataclass(cls):
-        try:
-            hints = typing.get_type_hints(cls, include_extras=True)
-        except Exception:  # unresolvable forward references: check nothing
-            hints = {}
-        out = tuple(
-            (f.name, hints[f.name])
-            for f in dataclasses.fields(cls)
-            if f.name in hints and _contains_array(hints[f.name])
-        )
-    _field_hint_cache[cls] = out
-    return out
-
-
-def _bindings() -> str:
-    try:
-        from jaxtyping._storage import get_shape_memo
-
-        single, variadic, _, _ = get_shape_memo()
-        pieces = [f"{k}={v}" for k, v in single.items() if not k.startswith("~")]
-        pieces += [f"*{k}={tuple(v[1])}" for k, v in variadic.items() if not k.startswith("~")]
-        return ", ".join(pieces)
-    except Exception:  # private API moved: the message loses one line, nothing else
-        return ""
-
-
-def _fail(call: str, where: str, hint: Any, value: Any, seen: list[tuple[str, Any, Any]]):
-    lines = [f"{call}: {where} expected {_hint_name(hint)}, got {_describe(value)}."]
-    bound = _bindings()
-    if bound:
-        lines.append(f"Sizes bound so far: {bound}")
-    if seen:
-        lines.append("Bound by:")
-        lines += [f"  {w}: {_hint_name(h)} = {_describe(v)}" for w, h, v in seen]
-    if isinstance(value, torch.Tensor) and is_array_hint(hint):
-        if str(value.dtype).removeprefix("torch.") not in hint.dtypes:
-            lines.append(f"The dtype {value.dtype} is not one of {_hint_name(hint).split('[')[0]}.")
-    raise ShapeError("\n".join(lines))
-
-
-_CONF = BeartypeConf(is_pep484_tower=True)  # an int is a float, a float is a complex
-
-
-def _check(value: Any, hint: Any) -> bool:
-    if is_array_hint(hint):
-        return isinstance(value, hint)
-    return is_bearable(value, hint, conf=_CONF)
-
-
-def _consistency(call: str, tensors: list[tuple[str, torch.Tensor]]) -> None:
-    """Floating tensors share a dtype; all tensors share a device (0-dim CPU excepted)."""
-    if len(tensors) < 2 or torch.is_autocast_enabled():
-        return
-    first_float = None
-    first_dev = None
-    for where, t in tensors:
-        if t.is_floating_point() or t.is_complex():
-            if first_float is None:
-                first_float = (where, t)
-            elif t.dtype != first_float[1].dtype:
-                raise DTypeError(
-                    f"{call}: {where} has dtype {t.dtype} but {first_float[0]} has "
-                    f"{first_float[1].dtype}; convert one (zerotoml.to(model, dtype=...) "
-                    f"or x.to(dtype))."
-                )
-        if t.dim() == 0 and t.device.type == "cpu":
-            continue
-        if first_dev is None:
-            first_dev = (where, t)
-        elif t.device != first_dev[1].device:
-            raise DeviceError(
-                f"{call}: {where} is on {t.device} but {first_dev[0]} is on "
-                f"{first_dev[1].device}; move one (zerotoml.to(model, device=...))."
-            )
-
-
-def _checked(f: Callable, name: str, sig: inspect.Signature, hints: dict[str, Any]) -> Callable:
-    """Wrap ``f`` so that one jaxtyping memo checks fields, arguments and result."""
-    ret_hint = hints.get("return")
-    params = [
-        (p.name, hints[p.name], p.kind) for p in sig.parameters.values() if p.name in hints
-    ]
-
-    def checked(*args, **kwargs):
-        __tracebackhide__ = True
-        call = f"{name}({_arg_types(args)})"
-        try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError as e:
-            raise TypeError(f"{call}: {e}") from None
-        arguments = bound.arguments
-        seen: list[tuple[str, Any, Any]] = []
-        tensors: list[tuple[str, torch.Tensor]] = []
-        with jaxtyped("context"):
-            # 1. the annotated tensor fields of dataclass arguments
-            for pname, value in arguments.items():
-                for fname, fhint in _field_hints(type(value)):
-                    fvalue = getattr(value, fname)
-                    if fvalue is None:
-                        continue
-                    where = f"{type(value).__name__}.{fname} (argument `{pname}`)"
-                    if not _check(fvalue, fhint):
-                        _fail(call, where, fhint, fvalue, seen)
-                    if isinstance(fvalue, torch.Tensor):
-                        seen.append((where, fhint, fvalue))
-                        tensors.append((where, fvalue))
-            # 2. the annotated arguments
-            for pname, hint, kind in params:
-                if pname not in arguments:
-                    continue
-                value = arguments[pname]
-                if kind is inspect.Parameter.VAR_POSITIONAL:
-                    items = [(f"argument `{pname}[{i}]`", v) for i, v in enumerate(value)]
-                elif kind is inspect.Parameter.VAR_KEYWORD:
-                    items = [(f"argument `{k}`", v) for k, v in value.items()]
-                else:
-                    items = [(f"argument `{pname}`", value)]
-                for where, v in items:
-                    if not _check(v, hint):
-                        _fail(call, where, hint, v, seen)
-                    if isinstance(v, torch.Tensor):
-                        seen.append((where, hint, v))
-                        tensors.append((where, v))
-            _consistency(call, tensors)
-            out = f(*args, **kwargs)
-            # 3. the return value, in the same memo
-            if ret_hint is not None and not _check(out, ret_hint):
-                _fail(call, "return value", ret_hint, out, seen)
-        return out
-
-    return checked
+# ------------------------------------------------------------------ registration
 
 
 def _stripped_copy(f: Callable, body: Callable, sig: inspect.Signature, hints: dict) -> Callable:
@@ -364,8 +165,8 @@ def method(f: Callable | None = None, *, precedence: int = 0, _localns: dict | N
 
     Plum sees the signature with jaxtyping types stripped to their array types and
     no return annotation; with checks on, the body runs inside one jaxtyping memo
-    that checks dataclass fields, arguments and the return value (see the module
-    docstring). Returns the generic function, like plum's ``@dispatch``.
+    that checks dataclass fields, arguments and the return value
+    (`zerotoml.checks.checked`). Returns the generic function, like plum's ``@dispatch``.
     """
     if f is None:
         def decorate(g: Callable):
@@ -385,11 +186,11 @@ def method(f: Callable | None = None, *, precedence: int = 0, _localns: dict | N
         hints = typing.get_type_hints(f, localns=_localns, include_extras=True)
     except NameError as e:
         raise NameError(f"@method {f.__qualname__}: cannot resolve an annotation: {e}") from None
-    body = _checked(f, name, sig, hints) if shapes.CHECKS else f
+    body = checked(f, name, sig, hints) if shapes.CHECKS else f
     g = _stripped_copy(f, body, sig, hints)
     fn.register(g, precedence=precedence)
     types_ = ", ".join(
-        _type_name(strip(hints.get(p.name, Any)))
+        type_label(strip(hints.get(p.name, Any)))
         for p in sig.parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
     )

@@ -1,5 +1,7 @@
 """Shape annotations and the shape-check switch.
 
+Note: notes/dispatch.md#why-not-bare-dispatch-on-jaxtyping-types.
+
 Every tensor in zerotoml is annotated with a jaxtyping type such as
 ``Float[Tensor, "*batch d_in"]``. The names are the axes of the einsum that uses
 the tensor, so the annotation, the formula and the check say the same thing.
@@ -8,7 +10,8 @@ Checks are on by default and read one switch, the environment variable
 ``ZEROTOML_CHECKS`` (``0``, ``false`` or ``off`` turns them off). The switch is
 read when a method is registered, i.e. when zerotoml is imported: with checks
 off the registered function is the raw function, with no wrapper, which is what
-speed measurements and ``torch.compile`` want. See notes/dispatch.md.
+speed measurements and ``torch.compile`` want; with checks on, the wrapper is
+`zerotoml.checks.checked`.
 """
 
 from __future__ import annotations

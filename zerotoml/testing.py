@@ -1,5 +1,7 @@
 """Level-3 validation helpers: same weights, same inputs, same values and gradients.
 
+Note: notes/layers.md#validation (optimizers: notes/optimizers.md#validation).
+
 `assert_matches_torch` is how every ``from_torch`` twin in zerotoml is tested:
 
 1. the torch module is converted with `from_torch` (so weights are identical);

@@ -12,15 +12,15 @@ Every step is ``L, g = value_and_grad(loss, model, *batch)`` -- the model's own
 and ``step(optimizer, model, g, lr=lr_at(schedule, t))`` with ``t`` the number of
 steps already taken. The loop is pure towards its arguments except ``data``, whose
 position advances: it trains copies of ``model`` and ``optimizer``, on ``device``.
+The run folder, and where a run starts (fresh or from a checkpoint), are
+`zerotoml.run_folder`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -28,14 +28,13 @@ from typing import Any, Callable
 import torch
 
 from .generic import loss, lr_at, step
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from .checkpoint import save_checkpoint
 from .devices import describe_device, pick_device, synchronize
 from .optim import clip_grad_norm
+from .run_folder import CHECKPOINTS, MetricsLog, RunExistsError, find_start, plot_run, read_metrics, write_run_folder
 from .tree import map_tensors, param_count, params, set_training, value_and_grad
 
 __all__ = ["train", "RunResult", "NonFiniteLossError", "RunExistsError", "read_metrics"]
-
-METRICS = "metrics.jsonl"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -44,10 +43,6 @@ class NonFiniteLossError(FloatingPointError):
     def __init__(self, message: str, step: int):
         super().__init__(message)
         self.step = step
-
-
-class RunExistsError(FileExistsError):
-    """A fresh run was asked to write into a run folder that already holds one."""
 
 
 @dataclasses.dataclass
@@ -74,31 +69,6 @@ class RunResult:
 # ----------------------------------------------------------------- helpers
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a metrics.jsonl file; a line cut short by a kill is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and "step" in rec:
-            out.append(rec)
-    return out
-
-
-def _write_metrics(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in records)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _fresh_copy(tree: Any, device: torch.device, dtype: torch.dtype | None) -> Any:
     """Tensors moved to ``device``, floating ones cast to ``dtype``, always copied."""
 
@@ -117,17 +87,6 @@ def _batch_to(batch: Any, device: torch.device, dtype: torch.dtype | None) -> tu
              non_blocking=True) if isinstance(b, torch.Tensor) else b
         for b in batch
     )
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    random.seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:
-        pass
 
 
 def _as_metrics(value: Any) -> dict[str, float]:
@@ -196,52 +155,21 @@ def train(model: Any, optimizer: Any, data: Any, *, steps: int, schedule: Any = 
         raise ValueError("train: `resume=True` needs the run folder `out` (or pass a checkpoint path)")
 
     dev = pick_device(device)
-    model = _fresh_copy(model, dev, dtype)
-    optimizer = _fresh_copy(optimizer, dev, dtype)
     run = Path(out) if out is not None else None
-    ckpt_root = run / "checkpoints" if run is not None else None
-    metrics_path = run / METRICS if run is not None else None
-    history: list[dict] = []
-    window: list[float] = []  # step losses since the last log record
-    start = 0
-
-    # 1. decide where to start; read (and check) everything before writing anything
-    ckpt_path = None
-    if resume is True:
-        ckpt_path = latest_checkpoint(ckpt_root)
-    elif resume is not False:
-        ckpt_path = Path(resume)
-    elif run is not None and (latest_checkpoint(ckpt_root) is not None or read_metrics(metrics_path)):
-        last = latest_checkpoint(ckpt_root)
-        raise RunExistsError(
-            f"train: run folder {str(run)!r} already holds a run"
-            + (f" (checkpoint {last.name})" if last else f" ({METRICS})")
-            + "; pass resume=True to continue it, or choose another `out`")
-    if ckpt_path is not None:
-        ck = load_checkpoint(ckpt_path, model, optimizer, schedule=schedule, data=data if stateful else None)
-        model, optimizer, start = ck.model, ck.optimizer, ck.step
-        if stateful:
-            data.load_state(ck.data_state)
-        set_rng_state(ck.rng)
-        window = [float(v) for v in ck.extra.get("window", [])]
-        if metrics_path is not None:
-            history = [r for r in read_metrics(metrics_path) if r["step"] <= start
-                       and not (r.get("final") and start < steps)]
-    else:
-        _seed_everything(seed)
-
-    # 2. the run folder
+    ckpt_root = run / CHECKPOINTS if run is not None else None
+    # where to start: everything is read (and checked) before anything is written
+    begin = find_start(run, _fresh_copy(model, dev, dtype), _fresh_copy(optimizer, dev, dtype),
+                       data if stateful else None, schedule=schedule, resume=resume, seed=seed, steps=steps)
+    model, optimizer, start, history = begin.model, begin.optimizer, begin.step, begin.history
+    window = begin.window  # step losses since the last log record
     if run is not None:
-        run.mkdir(parents=True, exist_ok=True)
-        _write_metrics(metrics_path, history)  # drops records a killed run logged after its checkpoint
-        config = {
+        write_run_folder(run, history, {
             "name": name or run.name, "model": type(model).__qualname__, "params": param_count(model),
             "optimizer": type(optimizer).__qualname__,
             "schedule": None if schedule is None else repr(schedule), "steps": steps, "clip": clip,
             "seed": seed, "device": describe_device(dev), "dtype": str(dtype) if dtype else None,
             "data": data.state() if stateful else None, "resumed_from": start, "torch": torch.__version__,
-        }
-        (run / "run.json").write_text(json.dumps(config, indent=1) + "\n")
+        })
 
     from tqdm.auto import tqdm
 
@@ -251,16 +179,10 @@ def train(model: Any, optimizer: Any, data: Any, *, steps: int, schedule: Any = 
         bar.write(f"training {type(model).__qualname__} ({param_count(model):,} parameters) on "
                   f"{describe_device(dev)}: steps {start + 1}..{steps}"
                   + (f", run folder {run}" if run else "") + (f" (resumed from step {start})" if start else ""))
-    metrics_file = open(metrics_path, "a") if metrics_path is not None else None
+    log = MetricsLog(run, history)
     postfix: dict[str, str] = {}
     train_seconds, win_time, win_examples = 0.0, 0.0, 0
     float_dtype = dtype or next((p.dtype for p in params(model) if p.is_floating_point()), None)
-
-    def log(record: dict) -> None:
-        history.append(record)
-        if metrics_file is not None:
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
 
     def log_train(s: int, lr: float | None, gnorm: float | None, final: bool = False) -> None:
         nonlocal window, win_time, win_examples
@@ -339,17 +261,9 @@ def train(model: Any, optimizer: Any, data: Any, *, steps: int, schedule: Any = 
                     evaluate(s, final=True)
     finally:
         bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
+        log.close()
 
-    if run is not None and plot and any("loss" in r for r in history):
-        try:
-            from .plots import loss_curves
-
-            keys = ["loss"] + sorted({k for r in history if r.get("kind") == "eval" for k in r
-                                      if k.endswith("loss")})
-            loss_curves(history, run / "loss_curve.png", keys=keys, title=name or run.name)
-        except ImportError:  # matplotlib is an optional dependency
-            pass
+    if run is not None and plot:
+        plot_run(run, history, name or run.name)
     return RunResult(model, optimizer, max(start, steps), history, run, train_seconds, max(steps - start, 0))
 

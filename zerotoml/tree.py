@@ -1,5 +1,7 @@
 """Dataclasses as pytrees: parameters, devices, gradients, saving and loading.
 
+Note: notes/dispatch.md#trees-parameters-buffers-and-static-fields.
+
 A layer, model or optimizer is a dataclass decorated with `struct`. Its fields are
 of three kinds:
 
@@ -14,13 +16,14 @@ of three kinds:
 Whether a field holds tensors is read from its annotation (cached per class) and,
 for ``Any``-like annotations, from its value. `struct` also registers the class
 with ``torch.utils._pytree`` so torch.func, torch.compile and torch.export see
-models as trees. No code per model is needed for any function here.
+models as trees. Every function here is written on one traversal, `_walk`, so no
+code per model is needed for any of them.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import functools
 import typing
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -29,29 +32,13 @@ import torch.utils._pytree as pytree
 
 from .shapes import strip
 
-__all__ = [
-    "struct",
-    "buffer",
-    "static",
-    "is_struct",
-    "named_tensors",
-    "params",
-    "named_params",
-    "buffers",
-    "param_count",
-    "replace_params",
-    "map_tensors",
-    "to",
-    "grad",
-    "value_and_grad",
-    "set_training",
-]
+__all__ = ["struct", "buffer", "static", "is_struct", "named_tensors", "params", "named_params", "buffers",
+           "param_count", "replace_params", "map_tensors", "to", "grad", "value_and_grad", "set_training"]
 
 T = TypeVar("T")
 
 _KIND = "zerotoml.kind"
 _STRUCTS: set[type] = set()
-
 
 
 def buffer(**kwargs) -> Any:
@@ -78,31 +65,19 @@ def _hint_holds_tensors(hint: Any) -> bool | None:
     hint = strip(hint)
     if hint is Any or isinstance(hint, (str, typing.TypeVar)):
         return None
-    if hint is torch.Tensor or (isinstance(hint, type) and hint in _STRUCTS):
+    if hint is torch.Tensor or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):  # structs too
         return True
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return True
-    args = typing.get_args(hint)
-    if args:
-        found = [_hint_holds_tensors(a) for a in args if a is not type(None) and a is not Ellipsis]
-        if any(f is True for f in found):
-            return True
-        if any(f is None for f in found):
-            return None
-        return False
+    if args := typing.get_args(hint):
+        found = {_hint_holds_tensors(a) for a in args if a is not type(None) and a is not Ellipsis}
+        return True if True in found else None if None in found else False
     if isinstance(hint, type) and issubclass(hint, (list, tuple, dict)):
         return None
     return False
 
 
-_kinds_cache: dict[type, tuple[tuple[str, str], ...]] = {}
-
-
+@functools.cache
 def _field_kinds(cls: type) -> tuple[tuple[str, str], ...]:
-    try:
-        return _kinds_cache[cls]
-    except KeyError:
-        pass
+    """``(name, kind)`` of every field of a struct class, from metadata or annotation."""
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
     except Exception:
@@ -114,8 +89,13 @@ def _field_kinds(cls: type) -> tuple[tuple[str, str], ...]:
             holds = _hint_holds_tensors(hints.get(f.name, Any))
             kind = _PARAM if holds else (_BY_VALUE if holds is None else _STATIC)
         kinds.append((f.name, kind))
-    _kinds_cache[cls] = tuple(kinds)
-    return _kinds_cache[cls]
+    return tuple(kinds)
+
+
+@functools.cache
+def _live_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """`_field_kinds` without the static fields: what a traversal visits."""
+    return tuple((n, k) for n, k in _field_kinds(cls) if k != _STATIC)
 
 
 def _value_holds_tensors(v: Any) -> bool:
@@ -139,18 +119,6 @@ def _children(obj: Any) -> Iterator[tuple[str, str, Any]]:
         yield name, kind, value
 
 
-_live_cache: dict[type, tuple[tuple[str, str], ...]] = {}
-
-
-def _live_fields(cls: type) -> tuple[tuple[str, str], ...]:
-    """`_field_kinds` without the static fields: what a traversal visits (cached per class)."""
-    try:
-        return _live_cache[cls]
-    except KeyError:
-        _live_cache[cls] = tuple((n, k) for n, k in _field_kinds(cls) if k != _STATIC)
-        return _live_cache[cls]
-
-
 # ----------------------------------------------------------------------- struct
 
 
@@ -171,9 +139,7 @@ def _flatten(obj):
 def _unflatten(values, context):
     cls, names, statics = context
     obj = object.__new__(cls)
-    for name, value in statics:
-        object.__setattr__(obj, name, value)
-    for name, value in zip(names, values):
+    for name, value in (*statics, *zip(names, values)):
         object.__setattr__(obj, name, value)
     return obj
 
@@ -190,13 +156,8 @@ def struct(cls: type[T] | None = None, **dataclass_kwargs) -> type[T]:
     if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
         cls = dataclasses.dataclass(cls, **dataclass_kwargs)
     if cls not in _STRUCTS:
-        pytree.register_pytree_node(
-            cls,
-            _flatten,
-            _unflatten,
-            serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
-            flatten_with_keys_fn=_flatten_with_keys,
-        )
+        pytree.register_pytree_node(cls, _flatten, _unflatten, flatten_with_keys_fn=_flatten_with_keys,
+                                    serialized_type_name=f"{cls.__module__}.{cls.__qualname__}")
         _STRUCTS.add(cls)
     return cls
 
@@ -204,45 +165,66 @@ def struct(cls: type[T] | None = None, **dataclass_kwargs) -> type[T]:
 # ------------------------------------------------------------------- traversal
 
 
+def _walk(obj: Any, leaf: Callable[[torch.Tensor, str, str | None], Any], *, kind: str = _PARAM,
+          path: str | None = None, only: str | None = None, build: bool = True,
+          node: Callable[[Any], None] | None = None) -> Any:
+    """The one traversal every function below is written on: depth first, in field order,
+    through structs (their fields that hold tensors), lists, tuples and dicts.
+
+    Calls ``leaf(tensor, kind, name)`` on every tensor of kind ``only`` (all when None):
+    ``kind`` is "buffer" below a buffer field, else "param"; ``name`` is dotted, below
+    ``path`` (None when ``path`` is None: no names are built). With ``build``, returns a copy
+    of ``obj`` holding what ``leaf`` returned in place of those tensors, static fields
+    shared, ``node(copy)`` called on each struct's copy; without, it only visits."""
+    skip = _BUFFER if (only == _PARAM and not build) else None  # no parameter below a buffer field
+
+    def go(obj: Any, kind: str, at: str | None) -> Any:
+        t = type(obj)
+        if t in _STRUCTS:  # the loop of `_children`, inlined
+            new = None
+            if build:
+                new = object.__new__(t)
+                new.__dict__.update(obj.__dict__)
+                if node is not None:
+                    node(new)
+            for name, k in _live_fields(t):
+                if k == skip:
+                    continue
+                value = getattr(obj, name)
+                if k == _BY_VALUE and not _value_holds_tensors(value):
+                    continue
+                below = None if at is None else f"{at}.{name}" if at else name
+                out = go(value, _BUFFER if k == _BUFFER else kind, below)
+                if build:
+                    object.__setattr__(new, name, out)
+            return new
+        if isinstance(obj, torch.Tensor):
+            return leaf(obj, kind, at) if (only is None or only == kind) else obj
+        if isinstance(obj, (list, tuple)):
+            vals = [go(v, kind, None if at is None else f"{at}.{i}" if at else str(i)) for i, v in enumerate(obj)]
+            if not build or isinstance(obj, list):
+                return vals
+            return t(*vals) if hasattr(obj, "_fields") else tuple(vals)
+        if isinstance(obj, dict):
+            return {key: go(v, kind, None if at is None else f"{at}.{key}" if at else str(key))
+                    for key, v in obj.items()}
+        return obj
+
+    return go(obj, kind, path)
+
+
 def named_tensors(obj: Any, prefix: str = "", *, kind: str | None = None) -> Iterator[tuple[str, Any, str]]:
     """Yield ``(dotted name, tensor, "param" | "buffer")`` for every tensor leaf."""
-    if isinstance(obj, torch.Tensor):
-        yield prefix, obj, kind or _PARAM
-    elif is_struct(obj):
-        for name, k, value in _children(obj):
-            yield from named_tensors(value, f"{prefix}{name}" if not prefix else f"{prefix}.{name}",
-                                     kind=_BUFFER if (k == _BUFFER or kind == _BUFFER) else None)
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            yield from named_tensors(value, f"{prefix}.{i}" if prefix else str(i), kind=kind)
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from named_tensors(value, f"{prefix}.{key}" if prefix else str(key), kind=kind)
-
-
-def _param_leaves(obj: Any, out: list) -> list:
-    """`params` without building names: it runs at every training step."""
-    t = type(obj)
-    if t in _STRUCTS:
-        for name, kind in _live_fields(t):
-            if kind != _BUFFER:
-                value = getattr(obj, name)
-                if kind != _BY_VALUE or _value_holds_tensors(value):
-                    _param_leaves(value, out)
-    elif isinstance(obj, torch.Tensor):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            _param_leaves(value, out)
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            _param_leaves(value, out)
-    return out
+    found: list[tuple[str, Any, str]] = []
+    _walk(obj, lambda t, k, name: found.append((name, t, k)), kind=kind or _PARAM, path=prefix, build=False)
+    yield from found
 
 
 def params(model: Any) -> list[torch.Tensor]:
     """The trained tensors of ``model``, in a fixed order (field order, depth first)."""
-    return _param_leaves(model, [])
+    found: list[torch.Tensor] = []
+    _walk(model, lambda t, k, name: found.append(t), only=_PARAM, build=False)
+    return found
 
 
 def named_params(model: Any) -> dict[str, torch.Tensor]:
@@ -253,7 +235,6 @@ def buffers(model: Any) -> dict[str, torch.Tensor]:
     return {n: t for n, t, k in named_tensors(model) if k == _BUFFER}
 
 
-
 def param_count(model: Any) -> int:
     """The number of trained scalars."""
     return sum(t.numel() for t in params(model))
@@ -262,32 +243,7 @@ def param_count(model: Any) -> int:
 def map_tensors(fn: Callable[[torch.Tensor, str], Any], obj: Any, *, kind: str | None = None) -> Any:
     """A copy of ``obj`` with every tensor leaf ``t`` of ``kind`` (or every leaf)
     replaced by ``fn(t, leaf_kind)``. Structure and static fields are shared."""
-    return _map(fn, obj, kind, None)
-
-
-def _map(fn, obj, want, inherited):
-    t = type(obj)
-    if t in _STRUCTS:
-        new = object.__new__(t)
-        new.__dict__.update(obj.__dict__)
-        for name, kind in _live_fields(t):
-            value = getattr(obj, name)
-            if kind == _BY_VALUE and not _value_holds_tensors(value):
-                continue
-            sub = _BUFFER if (kind == _BUFFER or inherited == _BUFFER) else None
-            object.__setattr__(new, name, _map(fn, value, want, sub))
-        return new
-    if isinstance(obj, torch.Tensor):
-        k = inherited or _PARAM
-        return fn(obj, k) if (want is None or want == k) else obj
-    if isinstance(obj, list):
-        return [_map(fn, v, want, inherited) for v in obj]
-    if isinstance(obj, tuple):
-        vals = [_map(fn, v, want, inherited) for v in obj]
-        return type(obj)(*vals) if hasattr(obj, "_fields") else tuple(vals)
-    if isinstance(obj, dict):
-        return {key: _map(fn, v, want, inherited) for key, v in obj.items()}
-    return obj
+    return _walk(obj, lambda t, k, name: fn(t, k), only=kind)
 
 
 def replace_params(model: T, new: list[Any]) -> T:
@@ -313,20 +269,12 @@ def to(model: T, device: Any = None, dtype: torch.dtype | None = None) -> T:
 
 def set_training(model: T, training: bool = True) -> T:
     """A copy of ``model`` with every ``training`` field set (Dropout, BatchNorm)."""
-    if is_struct(model):
-        new = copy.copy(model)
-        if hasattr(new, "training") and isinstance(getattr(new, "training"), bool):
+
+    def flag(new: Any) -> None:
+        if isinstance(getattr(new, "training", None), bool):
             object.__setattr__(new, "training", training)
-        for name, _, value in _children(model):
-            object.__setattr__(new, name, set_training(value, training))
-        return new
-    if isinstance(model, list):
-        return [set_training(v, training) for v in model]
-    if isinstance(model, tuple):
-        return tuple(set_training(v, training) for v in model)
-    if isinstance(model, dict):
-        return {k: set_training(v, training) for k, v in model.items()}
-    return model
+
+    return _walk(model, lambda t, k, name: t, node=flag)
 
 
 # --------------------------------------------------------------------- gradients
