@@ -104,7 +104,11 @@ def test_tiny_encoder_decoder_learns_to_copy():
 
 @pytest.mark.slow
 def test_tiny_encoder_decoder_learns_to_reverse():
-    """Two layers each side, Adam (lr 5e-3), 200 steps: the loss falls from ~3.7 to below 0.1
-    (0.027 measured); greedy decoding reverses >= 90% of unseen sequences exactly (98%)."""
-    first, last, exact = train_and_decode(reverse=True, layers=2, steps=200, lr=5e-3)
+    """Two layers each side, Adam (lr 5e-3), 400 steps: the loss falls from ~3.7 to below 0.1
+    (0.010 measured with the reference engine, 0.004 with the fast one); greedy decoding
+    reverses >= 90% of unseen sequences exactly (100% with both). At 200 steps the outcome
+    depends on rounding: the key bias's gradient is zero in exact arithmetic (softmax ignores
+    a constant added to every score), rounding noise in float32, which Adam's first steps
+    scale to ±lr, so both engines land anywhere in 83-100% over seeds."""
+    first, last, exact = train_and_decode(reverse=True, layers=2, steps=400, lr=5e-3)
     assert first > 3.0 and last < 0.1 and exact >= 0.9, (first, last, exact)
