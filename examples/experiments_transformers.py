@@ -277,13 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a tiny smoke version (seconds)")
     p.add_argument("--out", default=None, help="run folder (default runs/experiments_transformers[_quick])")
     p.add_argument("--write-note", action="store_true", help="copy the PNGs into notes/figures/")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default 0: torch's own choice; 1 on a machine shared with busy processes)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
+    if args.threads:  # 0 leaves torch's default
+        torch.set_num_threads(args.threads)
     cfg = Config(**(QUICK if args.quick else {}), seed=args.seed)
     if args.steps:
         cfg.steps = args.steps

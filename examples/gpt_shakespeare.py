@@ -130,9 +130,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the loss (opt-in; about a minute of "
                    "compilation, then a faster step: run with ZEROTOML_CHECKS=0)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on a 2-core machine with another busy process, two "
-                        "threads measured 47 times slower than one; 0 keeps torch's choice, every core)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: torch's own choice, every core; on a machine shared "
+                        "with other busy processes, 1 can be much faster than fighting them for cores)")
     p.add_argument("--out", default="runs/gpt_shakespeare", help="run folder (default runs/gpt_shakespeare)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint "
                    "(its config.json gives the model and training settings)")
