@@ -82,7 +82,7 @@ def output_size_padding_strides(i: int, k: int, s: int, p: int) -> int:
 
 def pooling_output_size(i: int, k: int, s: int) -> int:
     """Relationship 7 (pooling, no padding): ``o = ⌊(i − k)/s⌋ + 1``.
-    (zerotoml.layers.pool.pool_output_size adds padding, dilation and ceil_mode.)"""
+    (zerotoml.layers.conv.pool_output_size adds padding, dilation and ceil_mode.)"""
     return (i - k) // s + 1
 
 
