@@ -393,7 +393,7 @@ def test_einsum_of_a_linear_layer_equals_torch_einsum(pattern, sw, plus):
         _assert_as_accurate(o, t, e)
 
 
-# 8. ZEROTOML_GEMM
+# 8. the choice of library
 
 
 # biases that oneDNN's inner product does not take as they are: a strided one is made

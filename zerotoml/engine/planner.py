@@ -131,7 +131,7 @@ def _run(plan, A: Tensor, B: Tensor, plus: Tensor | None) -> Tensor:
     if not free_a and not free_b:  # no matrix left: a product and a sum over κ (not 1 x 1 matmuls)
         C = A * B if not nc else (A.reshape(*batch, K) * B.reshape(*batch, K)).sum(dim=-1)
         return C if plus is None else C + plus
-    batched = math.prod(batch) != 1  # a batch of one is a plain matrix product (zerotoml/gemm.py)
+    batched = math.prod(batch) != 1  # a batch of one is a plain matrix product (gemm.py)
     A = A.reshape(math.prod(batch), math.prod(free_a), K) if batched else A.reshape(math.prod(free_a), K)
     B = B.reshape(math.prod(batch), K, math.prod(free_b)) if batched else B.reshape(K, math.prod(free_b))
     P = _matrix_shape(plus, nb + na + len(free_b), free_a, free_b) if perm_o is None else None
