@@ -3,3 +3,5 @@ rectified flow. Note: notes/ddpm.md (start there)."""
 
 from .mixture import GaussianMixture  # noqa: F401
 from .schedules import *  # noqa: F401,F403
+from .ddpm import DDPM, ddpm_step, ema_update, guided_noise, predict_x0, q_sample  # noqa: F401
+from .ddim import DDIM, ddim_sigma, ddim_step, invert  # noqa: F401
