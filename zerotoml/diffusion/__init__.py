@@ -5,3 +5,6 @@ from .mixture import GaussianMixture  # noqa: F401
 from .schedules import *  # noqa: F401,F403
 from .ddpm import DDPM, ddpm_step, ema_update, guided_noise, predict_x0, q_sample  # noqa: F401
 from .ddim import DDIM, ddim_sigma, ddim_step, invert  # noqa: F401
+from .embeddings import TimeEmbedding, drop_labels, timestep_embedding  # noqa: F401
+from .unet import UNet  # noqa: F401
+from .mlp import MLPDenoiser  # noqa: F401
