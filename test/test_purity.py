@@ -10,6 +10,7 @@ from torch import nn
 
 from zerotoml import engine, forward, from_torch, loss
 from zerotoml.layers import (AdaptiveAvgPool, AvgPool, Chain, Dropout, GlobalAvgPool, MaxPool, ResidualBlock)
+from zerotoml.diffusion import MLPDenoiser, UNet
 from zerotoml.losses import binary_cross_entropy_with_logits, cross_entropy, kl_div, mse_loss, nll_loss
 from zerotoml.transformers import BERT, GPT, KVCache
 from zerotoml.tree import named_tensors, set_training
@@ -87,6 +88,12 @@ CASES = {
     "BERT loss": (lambda: BERT.init(13, 16, 16, 1, 2, dropout=0.0, generator=torch.Generator().manual_seed(0)),
                   lambda s: (_ids(2, 8, seed=s), torch.where(_ids(2, 8, seed=s + 1) < 4, _ids(2, 8, seed=s + 2),
                                                              torch.full((2, 8), -100))), loss),
+    "UNet": (lambda: UNet.init(1, channels=(8, 16), layers_per_block=1, groups=4, num_classes=3,
+                               generator=torch.Generator().manual_seed(0)),
+             lambda s: (_x(2, 1, 8, 8, seed=s), _ids(2, vocab=1000, seed=s)),
+             lambda m, x, t: forward(m, x, t, class_labels=torch.tensor([0, 2]))),
+    "MLPDenoiser": (lambda: MLPDenoiser.init(2, width=16, depth=2), lambda s: (_x(5, 2, seed=s), _x(5, seed=s).abs()),
+                    forward),
     "cross_entropy": (lambda: None, lambda s: (_x(4, 5, seed=s), _ids(4, vocab=5, seed=s)),
                       lambda _, z, t: cross_entropy(z, t, label_smoothing=0.1)),
     "other losses": (lambda: None, lambda s: (_x(4, 5, seed=s), _x(4, 5, seed=s + 1).sigmoid()),

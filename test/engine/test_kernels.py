@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from zerotoml import engine, forward, loss, value_and_grad
-from zerotoml.layers.activation import gelu, log_softmax, softmax
+from zerotoml.layers.activation import gelu, log_softmax, silu, softmax
 from zerotoml.layers.attention import attend, causal_additive
 from zerotoml.layers.embedding import Embedding
-from zerotoml.layers.norm import LayerNorm
+from zerotoml.layers.norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from zerotoml.losses import cross_entropy
 from zerotoml.transformers import GPT
 
@@ -47,6 +47,49 @@ def test_embedding(padding_idx):
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu(approximate):
     _both(lambda x: gelu(x, approximate), 3 * _randn(4, 9))
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("track", [True, False])
+def test_batch_norm_over_training_steps_then_eval(momentum, track):
+    """Values, gradients and the running statistics after three training steps, then eval."""
+    states = []
+    for name in ("reference", "fast"):
+        with engine.use(name):
+            m = BatchNorm.init(3, momentum=momentum, track_running_stats=track, dtype=f64)
+            for i in range(3):
+                x = _randn(4, 3, 2, 2, seed=i).requires_grad_()
+                w = m.weight.detach().requires_grad_()
+                y = forward(BatchNorm(w, m.bias, m.running_mean, m.running_var, m.num_batches_tracked, m.eps,
+                                      m.momentum, True), x)
+                gx, gw = torch.autograd.grad((y * _randn(4, 3, 2, 2, seed=9)).sum(), (x, w))
+            ev = forward(BatchNorm(m.weight, m.bias, m.running_mean, m.running_var, m.num_batches_tracked, m.eps,
+                                   m.momentum, False), _randn(4, 3, 2, 2, seed=5))
+            states.append((y, gx, gw, ev, m.running_mean, m.running_var, m.num_batches_tracked))
+    for a, b in zip(*states):
+        if a is None:
+            assert b is None
+        else:
+            torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-12)
+
+
+def test_silu():
+    _both(silu, 3 * _randn(4, 9))
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm(affine):
+    x = _randn(2, 6, 3, 4)
+    if affine:
+        _both(lambda x, w, b: forward(GroupNorm(w, b, 3), x), x, _randn(6, seed=1), _randn(6, seed=2))
+    else:
+        _both(lambda x: forward(GroupNorm(None, None, 2), x), x)
+
+
+@pytest.mark.parametrize("eps", [None, 1e-5])
+def test_rms_norm(eps):
+    _both(lambda x, w: forward(RMSNorm(w, (2, 5), eps), x), _randn(3, 2, 5), _randn(2, 5, seed=1))
+    _both(lambda x: forward(RMSNorm(None, (5,), eps), x), _randn(3, 5))
 
 
 @pytest.mark.parametrize("dim", [0, -1])

@@ -50,7 +50,7 @@ def test_a_bad_environment_value_names_the_variable():
 # what only the fast engine may call: private operators, torch's fused kernels, the allocator
 FAST_ONLY = re.compile(r"^(torch\.ops\.|torch\._fused_|torch\._foreach_|.*scaled_dot_product_attention$"
                        r"|(F|torch\.nn\.functional|functional)\.(layer_norm|conv\w*|gelu|cross_entropy|"
-                       r"max_pool\w*|avg_pool\w*|adaptive_avg_pool\w*|linear|embedding)$|torch\.(softmax|log_softmax)$"
+                       r"max_pool\w*|avg_pool\w*|adaptive_avg_pool\w*|linear|embedding|group_norm|rms_norm|silu|batch_norm)$|torch\.(softmax|log_softmax)$"
                        r"|.*\.mallopt$)")
 
 

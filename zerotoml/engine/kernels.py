@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["attention", "cross_entropy", "embedding", "gelu", "layer_norm", "log_softmax", "softmax"]
+__all__ = ["attention", "batch_norm", "cross_entropy", "embedding", "gelu", "group_norm", "layer_norm", "log_softmax", "rms_norm",
+           "silu", "softmax"]
 
 
 def embedding(W: Tensor, ids: Tensor, padding_idx: int | None) -> Tensor:
@@ -29,6 +30,11 @@ def embedding(W: Tensor, ids: Tensor, padding_idx: int | None) -> Tensor:
 def gelu(x: Tensor, approximate: str) -> Tensor:
     """`zerotoml.layers.activation.gelu`: one kernel forward, one backward."""
     return F.gelu(x, approximate=approximate)
+
+
+def silu(x: Tensor) -> Tensor:
+    """`zerotoml.layers.activation.silu`: one kernel forward, one backward."""
+    return F.silu(x)
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
@@ -48,6 +54,28 @@ def layer_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | No
                eps: float) -> Tensor:
     """`zerotoml.layers.norm.LayerNorm`'s forward."""
     return F.layer_norm(x, normalized_shape, weight, bias, eps)
+
+
+def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, num_batches_tracked: Tensor | None,
+               weight: Tensor | None, bias: Tensor | None, training: bool, momentum: float | None,
+               eps: float) -> Tensor:
+    """`zerotoml.layers.norm.BatchNorm`'s forward, running statistics updated in place in
+    training mode as there (``momentum=None``: the cumulative average)."""
+    f = 0.0
+    if training and running_mean is not None:
+        num_batches_tracked.add_(1)
+        f = 1.0 / float(num_batches_tracked) if momentum is None else momentum
+    return F.batch_norm(x, running_mean, running_var, weight, bias, training or running_mean is None, f, eps)
+
+
+def group_norm(x: Tensor, num_groups: int, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+    """`zerotoml.layers.norm.GroupNorm`'s forward."""
+    return F.group_norm(x, num_groups, weight, bias, eps)
+
+
+def rms_norm(x: Tensor, normalized_shape: tuple[int, ...], weight: Tensor | None, eps: float | None) -> Tensor:
+    """`zerotoml.layers.norm.RMSNorm`'s forward (``eps=None``: the dtype's machine epsilon, as there)."""
+    return F.rms_norm(x, normalized_shape, weight, eps)
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,

@@ -113,6 +113,8 @@ class RMSNorm:
 @method
 def forward(m: RMSNorm, x: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     n, ones = _trailing(x.shape, m.normalized_shape, "RMSNorm")
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.rms_norm(x, m.normalized_shape, m.weight, m.eps)
     ε = torch.finfo(x.dtype).eps if m.eps is None else m.eps
     # RMS(a) = sqrt(1/n Σ_i a_i²),  ā_i = a_i / RMS(a) · g_i       (Zhang & Sennrich eq. 4)
     ms = reduce(x * x, f"... {n} -> ... {ones}", "mean")
@@ -164,11 +166,14 @@ def forward(m: BatchNorm, x: Float[Tensor, "b c *spatial"]) -> Float[Tensor, "b 
     training mode (when it tracks running statistics)."""
     xs, ps = pack([x], "b c *")  # (b c n): the spatial axes as one
     batch_stats = m.training or m.running_mean is None
+    count = xs.shape[0] * xs.shape[2]
+    if m.training and count <= 1:
+        raise ValueError(f"BatchNorm: argument `x` has shape {tuple(x.shape)}; training needs more than "
+                         f"1 value per channel")
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.batch_norm(x, m.running_mean, m.running_var, m.num_batches_tracked, m.weight, m.bias,
+                                         m.training, m.momentum, m.eps)
     if batch_stats:
-        count = xs.shape[0] * xs.shape[2]
-        if m.training and count <= 1:
-            raise ValueError(f"BatchNorm: argument `x` has shape {tuple(x.shape)}; training needs more than "
-                             f"1 value per channel")
         # μ_B = 1/m Σ_i x_i,  σ²_B = 1/m Σ_i (x_i − μ_B)²    (Ioffe & Szegedy, Algorithm 1; biased)
         μ = reduce(xs, "b c n -> c", "mean")
         σ2 = reduce((xs - rearrange(μ, "c -> c 1")) ** 2, "b c n -> c", "mean")
@@ -230,6 +235,8 @@ def forward(m: GroupNorm, x: Float[Tensor, "b c *spatial"]) -> Float[Tensor, "b 
     if x.shape[1] % m.num_groups:
         raise ValueError(f"GroupNorm: argument `x` has {x.shape[1]} channels (shape {tuple(x.shape)}), "
                          f"not divisible by num_groups={m.num_groups}")
+    if engine.fast():  # the fast engine takes over here (zerotoml/engine/kernels.py)
+        return engine.kernels.group_norm(x, m.num_groups, m.weight, m.bias, m.eps)
     xs, ps = pack([x], "b c *")
     xg = rearrange(xs, "b (g k) n -> b g (k n)", g=m.num_groups)
     # μ_i = 1/m Σ_{k∈S_i} x_k,  σ_i² = 1/m Σ_{k∈S_i} (x_k − μ_i)²   (Wu & He eq. 2, S_i: one group)
