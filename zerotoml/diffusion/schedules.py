@@ -129,7 +129,7 @@ class NoiseSchedule:
 
     @property
     def snr(self) -> Float[Tensor, "T"]:
-        # SNR(t) = ᾱ_t / (1 − ᾱ_t)                                     (Kingma et al. 2021, eq. 4)
+        # SNR(t) = ᾱ_t / (1 − ᾱ_t) = α²/σ² of the marginal                (Kingma et al. 2021, VDM)
         ᾱ = self.alphas_cumprod
         return ᾱ / (1 - ᾱ)
 
