@@ -8,3 +8,7 @@ from .ddim import DDIM, ddim_sigma, ddim_step, invert  # noqa: F401
 from .embeddings import TimeEmbedding, drop_labels, timestep_embedding  # noqa: F401
 from .unet import UNet  # noqa: F401
 from .mlp import MLPDenoiser  # noqa: F401
+from .flow_matching import FlowMatching  # noqa: F401
+from .rectified_flow import RectifiedFlow, reflow_pairs, straightness  # noqa: F401
+from .score_sde import (ScoreSDE, euler_maruyama, log_likelihood, predictor_corrector, prior_sample,  # noqa: F401
+                        probability_flow)
