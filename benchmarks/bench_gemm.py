@@ -7,7 +7,7 @@ interleaved in one process and the median is reported, as GFLOP/s (2·m·k·n pe
 as the ratio of times. The shapes are the baby GPT's products (batch·context = 768 rows), the
 three products of a convolution of x (32, 16, 32, 32) with W (32, 16, 3, 3) on its window
 matrix, and small ones around `gemm.SMALL`, below which the fast engine leaves the product to
-torch. Last, what the fast engine's own measurement (`gemm.choose`) picks on this processor.
+torch. Last, what the fast engine's own measurement (`gemm.choose`) picks for each shape here.
 Note: notes/performance.md#matrix-products.
 """
 
@@ -74,7 +74,10 @@ def main() -> None:
 
 
     gemm.LIBRARY = None
-    print(f"the fast engine's measurement (engine/gemm.py choose) picks: {gemm.choose()}")
+    picks = {label: "oneDNN" if gemm.uses_onednn(torch.randn(m, k), torch.randn(k, n)) else "torch"
+             for label, m, k, n, _ in SHAPES}
+    print("the fast engine's own measurement (engine/gemm.py choose) picks: "
+          + ", ".join(f"{label}: {lib}" for label, lib in picks.items()))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ CONFIGS = [  # (label, environment, extra options of the child)
     ("fast, checks on", {"ZEROTOML_CHECKS": "1", "ZEROTOML_ENGINE": "fast"}, []),
     ("fast + torch.compile", {"ZEROTOML_CHECKS": "0", "ZEROTOML_ENGINE": "fast"}, ["--compile"]),
 ]
+MALLOC = {"glibc default": {},
+          "freed memory kept": {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 25)}}
 
 
 
@@ -150,7 +152,10 @@ def measure(a: argparse.Namespace) -> dict:
         t_zt.append(timed(zt_step, a.steps))
         t_torch.append(timed(torch_step, a.steps))
     tokens = a.batch * a.context
-    gemm_library = (gemm.LIBRARY or gemm.choose()) if engine.fast() else "torch"
+    gemm_library = "torch"
+    if engine.fast():
+        n_onednn = sum(gemm.choices.values())
+        gemm_library = f"oneDNN for {n_onednn} of {len(gemm.choices)} product shapes" if gemm.choices else "torch"
     out = {"checks": zt.shapes.CHECKS, "engine": engine.current(), "compile": a.compile, "gemm": gemm_library,
            "threads": torch.get_num_threads(),
            "zerotoml_ms": 1e3 * statistics.median(t_zt), "torch_ms": 1e3 * statistics.median(t_torch),
@@ -207,8 +212,8 @@ def main(argv=None) -> list[dict]:
             results.append({"config": label, "malloc": malloc, **json.loads(done.stdout.strip().splitlines()[-1])})
     print(f"GPT {a.n_layer} layers, {a.n_head} heads, d_model {a.d_model}, context {a.context}, batch "
           f"{a.batch}, vocab {a.vocab}; forward + backward + AdamW, float32, {results[0]['threads']} threads; "
-          f"CPU: {cpu_model()}; the fast engine's float32 products measured best on "
-          f"{next((r['gemm'] for r in results if r['engine'] == 'fast'), '-')}, torch.nn's on torch.mm")
+          f"CPU: {cpu_model()}; the fast engine's float32 products: "
+          f"{next((r['gemm'] for r in results if r['engine'] == 'fast'), '-')} (measured), torch.nn's on torch.mm")
     print(f"{'configuration':<28}{'malloc':<19}{'zerotoml':>11}{'torch.nn':>11}{'throughput ratio':>18}"
           f"{'gen tok/s cache':>17}{'no cache':>10}")
     for r in results:

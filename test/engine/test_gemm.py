@@ -255,7 +255,7 @@ def test_first_derivative_of_the_first_derivative_w_r_t_B():
 def _goes_to_torch(A, B, b):
     assert not gemm.uses_onednn(A, B)
     assert torch.equal(gemm.mm(A, B), torch.mm(A, B))
-    assert torch.equal(gemm.mm(A, B, b), torch.addmm(b, A, B))
+    assert torch.equal(gemm.mm(A, B, b), torch.addmm(b, A, B)) and gemm.choices == {}
     for P in (b.reshape(1, -1), torch.ones(A.shape[0], B.shape[1], dtype=A.dtype)):
         assert torch.equal(gemm.addmm(P, A, B), torch.addmm(P, A, B))
 
@@ -482,26 +482,34 @@ def test_torch_compile_uses_torchs_product():
     torch.testing.assert_close(compiled(A, B, b), torch.addmm(b, A, B).relu(), rtol=1e-5, atol=1e-5)
 
 
-def test_choose_measures_once_and_keeps_its_answer(monkeypatch):
+def test_choose_measures_each_shape_once_and_keeps_its_answer(monkeypatch):
     monkeypatch.setattr(gemm, "LIBRARY", None)
-    assert not gemm.uses_onednn(*_operands((4, 4, 4), "contiguous", "contiguous", False, seed=1)[:2])
-    assert gemm.LIBRARY is None  # (a small product is decided by its size alone)
-    chosen = gemm.choose()
-    assert chosen in ("onednn", "torch") and gemm.LIBRARY == chosen
-    assert gemm.onednn_in_use() == (chosen == "onednn")
+    monkeypatch.setattr(gemm, "choices", {})
+    A, B = _operands((4, 4, 4), "contiguous", "contiguous", False, seed=1)[:2]
+    assert not gemm.uses_onednn(A, B) and gemm.choices == {}  # (a small product: decided by its size)
+    A, B = _operands(SIZES[0], "contiguous", "contiguous", False, seed=1)[:2]
+    first = gemm.uses_onednn(A, B)
+    assert list(gemm.choices) == [(*SIZES[0], True, True)] and gemm.choices[(*SIZES[0], True, True)] == first
+    gemm.choices[(*SIZES[0], True, True)] = not first  # the decision is read, not measured again
+    assert gemm.uses_onednn(A, B) == (not first)
+    Bt = _matrix(SIZES[0][1], SIZES[0][2], "transposed", torch.Generator().manual_seed(2))
+    gemm.uses_onednn(A, Bt)
+    assert (*SIZES[0], True, False) in gemm.choices  # another layout: its own decision
+    ours = gemm.mm(A, B)  # whichever library: the same product
+    _assert_as_accurate(ours, A @ B, A.double() @ B.double())
 
 
 def test_without_the_private_operator_torch_multiplies(monkeypatch):
-    """Where torch carries no oneDNN inner product, `choose` picks torch and every product
-    goes to torch.mm."""
+    """Where torch carries no oneDNN inner product, every product goes to torch.mm, with
+    nothing measured."""
     monkeypatch.setattr(gemm, "_available", None)
     monkeypatch.setattr(gemm, "LIBRARY", None)
+    monkeypatch.setattr(gemm, "choices", {})
 
     def missing(*args, **kwargs):
         raise AttributeError("no mkldnn._linear_pointwise in this build")
 
     monkeypatch.setattr(gemm, "_inner", missing)
-    assert gemm.choose() == "torch"
     A, B, b = _operands(SIZES[0], "contiguous", "contiguous", True, seed=3)[:3]
     assert not gemm.uses_onednn(A, B)
-    assert torch.equal(gemm.mm(A, B, b), torch.addmm(b, A, B))
+    assert torch.equal(gemm.mm(A, B, b), torch.addmm(b, A, B)) and gemm.choices == {}

@@ -5,10 +5,12 @@ Every contraction ends in a matrix product (the fast engine's planner, planner.p
 one), and on a CPU that product is most of a step's time. torch's ``mm`` hands float32 to its
 BLAS (MKL on x86); the oneDNN library that torch also carries (it runs torch's CPU
 convolutions) has an inner product, ``X Wᵀ``, that is faster on some processors and slower on
-others. So the choice is measured, not assumed: the first time a large float32 CPU product
-comes, `choose` times both libraries on three products of a transformer's and a convolution's
-shapes, interleaved, and keeps oneDNN only where it is clearly faster (`LIBRARY` then says
-which). Everything else stays with torch: float64, GPUs, small products, batched products,
+others, and faster for some shapes than for others on the same processor. So the choice is
+measured, not assumed: the first time a large float32 CPU product of a given shape and layout
+comes, `choose` times both libraries on it, interleaved, and keeps oneDNN for that shape only
+where it is clearly faster; every later product of that shape goes where its first one
+decided (`choices` holds the decisions). ``LIBRARY = "onednn"`` or ``"torch"`` decides by hand
+for every shape (the tests and benchmarks use it). Everything else stays with torch: float64, GPUs, small products, batched products,
 code under torch.compile or a torch.func transform. It is the same sum; only the order of the
 additions inside it changes, as between any two BLAS libraries.
 (``torch.ops.mkldnn._linear_pointwise`` is a private torch operator: where it is missing or
@@ -20,16 +22,18 @@ for every layout of the operands, and the fallbacks.
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
 from torch import Tensor
 
-__all__ = ["LIBRARY", "addmm", "choose", "mm", "onednn_in_use", "uses_onednn"]
+__all__ = ["LIBRARY", "addmm", "choices", "choose", "mm", "uses_onednn"]
 
-# "onednn" or "torch" once `choose` has measured (or a test has set it); None before.
+# None: each shape's library measured by `choose`; "onednn" or "torch": that one for every shape.
 LIBRARY: str | None = None
+
+# (m, k, n, A row-major, B row-major) -> whether oneDNN multiplies products of that shape
+choices: dict[tuple[int, int, int, bool, bool], bool] = {}
 
 # Below this many multiply-adds (m·k·n) a call's fixed cost (about 12 µs for oneDNN against
 # 2 µs for torch.mm) outweighs a faster kernel (benchmarks/bench_gemm.py).
@@ -64,47 +68,35 @@ def _plain(M: Tensor) -> bool:
     return M.is_contiguous() or M.t().is_contiguous()
 
 
-def choose() -> str:
-    """Measure torch.mm and oneDNN's inner product on three products (m, k, n) of the shapes
-    a small transformer and a convolution multiply, interleaved, five rounds; keep oneDNN if
-    its median total time is under 0.9 of torch's. Sets and returns `LIBRARY`."""
-    global LIBRARY
-    if not _onednn_works():
-        LIBRARY = "torch"
-        return LIBRARY
-    g = torch.Generator().manual_seed(0)
-    shapes = ((768, 128, 512), (768, 512, 128), (512, 576, 1024))
-    pairs = [(torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)) for m, k, n in shapes]
-    times = {"torch": [], "onednn": []}
-    with torch.no_grad():
-        for A, B in pairs:  # (warm both up)
-            A @ B, _inner(A, B)
-        for _ in range(5):
-            for name, f in (("torch", torch.mm), ("onednn", _inner)):
-                t0 = time.perf_counter()
-                for A, B in pairs:
+def choose(A: Tensor, B: Tensor) -> bool:
+    """Whether oneDNN multiplies products of the shape and layout of ``A B``: measured the first
+    time (three rounds of each library, interleaved, the fastest of each; oneDNN kept only if
+    under 0.9 of torch's time), then read from `choices`."""
+    key = (A.shape[0], A.shape[1], B.shape[1], A.is_contiguous(), B.is_contiguous())
+    if key not in choices:
+        times = {torch.mm: [], _inner: []}
+        with torch.no_grad():
+            for f in times:  # (warm both up)
+                f(A, B)
+            for _ in range(3):
+                for f, ts in times.items():
+                    t0 = time.perf_counter()
                     f(A, B)
-                times[name].append(time.perf_counter() - t0)
-    ratio = statistics.median(times["onednn"]) / statistics.median(times["torch"])
-    LIBRARY = "onednn" if ratio < 0.9 else "torch"
-    return LIBRARY
-
-
-def onednn_in_use() -> bool:
-    """Whether large float32 CPU products go to oneDNN now (measuring first if nobody has)."""
-    return (choose() if LIBRARY is None else LIBRARY) == "onednn" and _onednn_works()
+                    ts.append(time.perf_counter() - t0)
+        choices[key] = min(times[_inner]) < 0.9 * min(times[torch.mm])
+    return choices[key]
 
 
 def uses_onednn(A: Tensor, B: Tensor) -> bool:
     """Whether ``mm(A, B)`` runs on oneDNN: two float32 CPU matrices, a product of at least
-    SMALL multiply-adds, oneDNN measured faster here (`choose`), and no torch.func transform or torch.compile
+    SMALL multiply-adds, oneDNN measured faster for this shape (`choose`), and no torch.func transform or torch.compile
     around (the compiler picks its own kernels)."""
     # (the cheapest tests first: most small products are decided by their size)
     return (A.dim() == 2 and B.dim() == 2 and A.shape[0] * A.shape[1] * B.shape[1] >= SMALL
             and A.dtype == torch.float32 and B.dtype == torch.float32
             and A.device.type == "cpu" and B.device.type == "cpu"
             and not torch._C._are_functorch_transforms_active() and not torch.compiler.is_compiling()
-            and onednn_in_use())
+            and LIBRARY != "torch" and _onednn_works() and (LIBRARY == "onednn" or choose(A, B)))
 
 
 def mm(A: Tensor, B: Tensor, bias: Tensor | None = None) -> Tensor:
