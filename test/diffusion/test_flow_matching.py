@@ -136,3 +136,28 @@ def test_bad_arguments_are_refused_by_name():
         loss(fm, x, x0=torch.zeros(3, 3))
     with pytest.raises(ValueError, match="sigma_min=1"):
         FlowMatching(lambda x, t: x, sigma_min=1.0)
+
+
+@pytest.mark.slow  # about 2-4 s: 400 training steps
+def test_a_small_mlp_velocity_model_learns_a_mixture():
+    """400 Adam steps of the CFM loss on 2-D mixture samples, then Heun in 20 steps: the samples
+    are within an energy distance of 0.04 of held-out data (another draw of the data is at
+    about 0.007, N(0, I) at about 0.6)."""
+    from zerotoml import step, value_and_grad
+    from zerotoml.diffusion import MLPDenoiser
+    from zerotoml.metrics import energy_distance
+    from zerotoml.optim import Adam
+
+    g = torch.Generator().manual_seed(0)
+    p = GaussianMixture(torch.tensor([0.3, 0.7]), torch.tensor([[-2.0, 0.5], [1.5, -1.0]]),
+                        torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.2, 0.0], [0.0, 0.4]]]))
+    fm = FlowMatching(MLPDenoiser.init(2, 64, 3, time_scale=100.0, generator=g), sigma_min=1e-4)
+    opt = Adam.init(fm, lr=3e-3)
+    for _ in range(400):
+        _, grads = value_and_grad(loss, fm, p.sample(256, generator=g), generator=g)
+        fm = step(opt, fm, grads)
+    held_out = p.sample(1000, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(1000, 2, generator=g)
+    assert energy_distance(noise, held_out) > 0.4
+    x = sample(fm, noise, steps=20, method="heun")
+    assert energy_distance(x, held_out) < 0.04

@@ -221,3 +221,27 @@ def test_bad_arguments_are_refused_by_name():
         sample(ScoreSDE(s, sde), x, sampler="ddim")
     with pytest.raises(ValueError, match="divergence='trace'"):
         log_likelihood(s, sde, x, divergence="trace")
+
+
+@pytest.mark.slow  # about 3-5 s: 600 training steps
+def test_a_small_mlp_score_model_learns_a_mixture():
+    """600 Adam steps of denoising score matching (eq. 7, λ = σ²) under the VP SDE on 2-D
+    mixture samples, then the probability-flow ODE in 50 steps: the samples are within an
+    energy distance of 0.05 of held-out data (another draw of the data is at about 0.007,
+    N(0, I) at about 0.6)."""
+    from zerotoml import step, value_and_grad
+    from zerotoml.diffusion import MLPDenoiser
+    from zerotoml.metrics import energy_distance
+    from zerotoml.optim import Adam
+
+    g = torch.Generator().manual_seed(0)
+    p = GaussianMixture(torch.tensor([0.3, 0.7]), torch.tensor([[-2.0, 0.5], [1.5, -1.0]]),
+                        torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.2, 0.0], [0.0, 0.4]]]))
+    s = ScoreSDE(MLPDenoiser.init(2, 64, 3, time_scale=100.0, generator=g), VPSDE())
+    opt = Adam.init(s, lr=3e-3)
+    for _ in range(600):
+        _, grads = value_and_grad(loss, s, p.sample(256, generator=g), generator=g)
+        s = step(opt, s, grads)
+    held_out = p.sample(1000, generator=torch.Generator().manual_seed(1))
+    x = sample(s, prior_sample(s.sde, (1000, 2), generator=g), sampler="ode", steps=50)
+    assert energy_distance(x, held_out) < 0.05

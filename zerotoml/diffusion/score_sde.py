@@ -268,5 +268,5 @@ def sample(s: ScoreSDE, x: Float[Tensor, "b *dims"], *, sampler: str = "pc", **o
     """Data from x(1) = x (e.g. `prior_sample`): ``sampler`` is ``pc`` (`predictor_corrector`),
     ``euler_maruyama`` or ``ode`` (`probability_flow`); ``options`` go to it."""
     if sampler not in _SAMPLERS:
-        raise ValueError(f"sample(ScoreSDE): sampler={sampler!r}; expected one of {', '.join(SAMPLERS)}")
+        raise ValueError(f"sample(ScoreSDE): sampler={sampler!r}; expected one of {', '.join(_SAMPLERS)}")
     return _SAMPLERS[sampler](s.model, s.sde, x, **options)
