@@ -245,3 +245,9 @@ def test_a_small_mlp_score_model_learns_a_mixture():
     held_out = p.sample(1000, generator=torch.Generator().manual_seed(1))
     x = sample(s, prior_sample(s.sde, (1000, 2), generator=g), sampler="ode", steps=50)
     assert energy_distance(x, held_out) < 0.05
+
+
+def test_an_unknown_sampler_is_refused_by_name():
+    s = ScoreSDE(lambda x, t: -x, VPSDE())
+    with pytest.raises(ValueError, match="sampler='heun'; expected one of pc, euler_maruyama, ode"):
+        sample(s, torch.zeros(2, 2), sampler="heun")
