@@ -1,6 +1,6 @@
 """A character-level GPT trained on Shakespeare's plays, then asked to write more of them.
 
-    python -m zerotoml run gpt_shakespeare                     # a few minutes on 2 CPU cores
+    python -m zerotoml run gpt_shakespeare                     # about 100 s on one CPU core
     python -m zerotoml run gpt_shakespeare --steps 5000 --n-layer 6 --n-head 6 --d-model 384 \\
         --context 256 --batch-size 64 --dropout 0.2 --lr 1e-3 --device cuda    # nanoGPT's shakespeare_char
     python -m zerotoml run gpt_shakespeare --resume --out runs/gpt_shakespeare   # continue a killed run
@@ -32,7 +32,7 @@ from zerotoml.transformers import GPT
 from zerotoml.transformers.tokenizers import BPETokenizer, CharTokenizer
 from zerotoml.tree import set_training
 
-# the default run: about 3 minutes on a 2-core CPU (notes/transformers.md#results-a-gpt-on-shakespeare);
+# the default run: about 100 s on one core of a 2-core CPU, the fast engine (notes/transformers.md#results-a-gpt-on-shakespeare);
 # at these sizes 1000 steps of 16 windows beat 500 steps of 32 (1.84 against 1.97 nats)
 DEFAULTS = dict(steps=1000, n_layer=4, n_head=4, d_model=128, context=64, batch_size=16, lr=5e-3, dropout=0.0,
                 tokenizer="char", bpe_vocab=512, warmup=100, eval_windows=256, seed=0, text=None, bias=True,
