@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ..checkpoint import TENSORS, latest_checkpoint, list_checkpoints
 from ..generic import forward
 from ..layers.chain import Chain
+from ..layers.conv import AdaptiveAvgPool
 from ..metrics import gaussian_frechet_distance
 from ..shapes import Float, Tensor
 from ..tree import set_training, struct, to
@@ -51,7 +52,7 @@ def resize(images: Float[Tensor, "n c h w"], size: int) -> Float[Tensor, "n c si
     if images.shape[-1] == size:
         return images
     if images.shape[-1] > size:
-        return F.adaptive_avg_pool2d(images, size)
+        return forward(AdaptiveAvgPool((size, size)), images)
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
 
 

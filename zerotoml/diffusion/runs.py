@@ -27,12 +27,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_run_options(p: Parser, *, out: str, device: tuple[str, str], threads: str) -> None:
-    """--device, --out, --resume, --seed, --threads (default 1, ``threads`` says why) and --no-progress."""
+    """--device, --out, --resume, --seed, --threads (default torch's choice; ``threads`` says when 1
+    is better) and --no-progress."""
     p.add_argument("--device", default=device[0], help=device[1])
     p.add_argument("--out", default=out, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help=f"torch CPU threads (default 1: {threads}; 0: torch's choice)")
+    p.add_argument("--threads", type=int, default=0,
+                   help=f"torch CPU threads (default 0: torch's choice; give 1 on a machine shared with busy "
+                        f"processes: {threads})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
