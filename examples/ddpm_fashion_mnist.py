@@ -1,6 +1,6 @@
 """A U-Net on Fashion-MNIST (scikit-learn's digits when absent): DDPM, DDIM, PC, flow matching and 2-RF against a Fréchet distance.
 
-    python -m zerotoml run ddpm_fashion_mnist                    # the small preset: 2 CPU cores, about 14 minutes
+    python -m zerotoml run ddpm_fashion_mnist --threads 1        # the small preset: about 14 minutes on one core
     python -m zerotoml run ddpm_fashion_mnist --preset large --device cuda
     python -m zerotoml run ddpm_fashion_mnist --dataset digits
     python examples/ddpm_fashion_mnist.py --out runs/ddpm_fashion_mnist --resume
