@@ -10,14 +10,12 @@ import pytest
 import torch
 
 from zerotoml import engine, forward, from_torch
-from zerotoml.diffusion.embeddings import drop_labels, timestep_embedding
+from zerotoml.diffusion.embeddings import drop_labels
 from zerotoml.diffusion.unet import UNet
-from zerotoml.diffusion.unet_blocks import nearest_upsample
 from zerotoml.testing import assert_matches_torch
 from zerotoml.tree import named_params, param_count
 
 diffusers = pytest.importorskip("diffusers")
-from diffusers.models.embeddings import get_timestep_embedding  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(block_out_channels=(32, 64), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
@@ -65,23 +63,6 @@ def test_class_conditional_unet_matches_diffusers():
 def test_unet_of_size_16_matches_diffusers():
     unet = diffusers_unet(in_channels=3, out_channels=3, layers_per_block=2, sample_size=16)
     assert_matches_torch(unet, inputs(unet, size=16), select=sample)
-
-
-@pytest.mark.parametrize("flip,shift,dim", [(True, 0, 32), (False, 1, 32), (True, 1, 33), (False, 0, 7)])
-def test_time_embedding_is_diffusers_bit_for_bit(flip, shift, dim):
-    t = torch.tensor([0.0, 1.0, 2.5, 17.0, 999.0])
-    ours = timestep_embedding(t, dim, flip_sin_to_cos=flip, downscale_freq_shift=shift)
-    theirs = get_timestep_embedding(t, dim, flip_sin_to_cos=flip, downscale_freq_shift=shift)
-    assert ours.dtype == torch.float32
-    assert torch.equal(ours, theirs)
-
-
-def test_time_embedding_is_the_transformers_sinusoid():
-    """shift 0, sines first: PE(t, k) = sin(t / 10000^{k/half}), PE(t, half + k) = cos(...)."""
-    t = torch.tensor([0, 5, 40])
-    pe = timestep_embedding(t, 8, flip_sin_to_cos=False).double()
-    angle = t[:, None].double() / 10000.0 ** (torch.arange(4).double() / 4)
-    torch.testing.assert_close(pe, torch.cat([angle.sin(), angle.cos()], dim=1), atol=1e-5, rtol=0)
 
 
 def test_init_builds_diffusers_architecture():
@@ -152,11 +133,6 @@ def test_fast_engine_gives_the_reference_values():
     with engine.use("fast"):
         fast = forward(unet, x, t)
     torch.testing.assert_close(fast, ref, atol=1e-12, rtol=1e-12)
-
-
-def test_nearest_upsample_is_torchs():
-    x = torch.randn(2, 3, 4, 5)
-    assert torch.equal(nearest_upsample(x), torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 @pytest.mark.slow

@@ -44,8 +44,8 @@ def timestep_embedding(t: Shaped[Tensor, "b"], dim: int, *, flip_sin_to_cos: boo
     # PE(t) = [sin(t ω_0) .. sin(t ω_{half−1}), cos(t ω_0) .. cos(t ω_{half−1})]
     sin_cos = [torch.sin(angle), torch.cos(angle)]
     emb = torch.cat(sin_cos[::-1] if flip_sin_to_cos else sin_cos, dim=-1)
-    if dim % 2:
-        emb = torch.nn.functional.pad(emb, (0, 1))
+    if dim % 2:  # an odd width: one zero column at the end
+        emb = torch.cat([emb, emb.new_zeros(emb.shape[0], 1)], dim=-1)
     return emb
 
 
